@@ -1,0 +1,129 @@
+//! Diagnostics as data. The compiler never prints; the command line renders these (ariadne for
+//! people, JSON for tools).
+
+use crate::codes::Code;
+use crate::span::Span;
+use serde::Serialize;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Compilation cannot continue: the program is not checked.
+    Error,
+    /// Legal but almost certainly not what was meant (no effect, silently overridden, unused).
+    Warning,
+}
+
+/// A labelled span.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What to say there (may be empty).
+    pub message: String,
+    /// The primary label marks the cause; secondary ones give context.
+    pub primary: bool,
+}
+
+/// One diagnostic: a code, a message, labelled spans, and notes and help lines.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The stable code (`imcc explain CODE` explains it).
+    pub code: Code,
+    /// The one-line summary.
+    pub message: String,
+    /// Labelled spans; the first primary one is the diagnostic's location.
+    pub labels: Vec<Label>,
+    /// `note:` lines: why.
+    pub notes: Vec<String>,
+    /// `help:` lines: what to do.
+    pub helps: Vec<String>,
+}
+
+impl Diagnostic {
+    /// An error with `code` and `message` (its severity is the code's).
+    pub fn new(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: code.severity(),
+            code,
+            message: message.into(),
+            labels: Vec::new(),
+            notes: Vec::new(),
+            helps: Vec::new(),
+        }
+    }
+
+    /// Adds the primary label.
+    pub fn primary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label { span, message: message.into(), primary: true });
+        self
+    }
+
+    /// Adds a secondary label.
+    pub fn secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
+        self.labels.push(Label { span, message: message.into(), primary: false });
+        self
+    }
+
+    /// Adds a `note:` line.
+    pub fn note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Adds a `help:` line.
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.helps.push(help.into());
+        self
+    }
+
+    /// Adds a `help:` line when `help` is `Some`.
+    pub fn maybe_help(self, help: Option<String>) -> Diagnostic {
+        match help {
+            Some(h) => self.help(h),
+            None => self,
+        }
+    }
+
+    /// The location: the first primary label's span.
+    pub fn span(&self) -> Option<Span> {
+        self.labels.iter().find(|l| l.primary).or(self.labels.first()).map(|l| l.span)
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Collected diagnostics of one compilation.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    list: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Records `d`.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.list.push(d);
+    }
+
+    /// Whether any error was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Diagnostic::is_error)
+    }
+
+    /// All diagnostics, sorted by file and position (stable for equal positions).
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.list.sort_by_key(|d| d.span().map(|s| (s.file, s.start)));
+        self.list
+    }
+
+    /// All diagnostics in the order they were recorded.
+    pub fn as_slice(&self) -> &[Diagnostic] {
+        &self.list
+    }
+}

@@ -1,0 +1,11 @@
+//! The imcc compiler: the `.imc` front end (lexer, parser, semantic checks and diagnostics).
+//!
+//! The compiler is pure: it reads files only through a [`loader::FileLoader`] supplied by the
+//! caller, returns diagnostics as data, and never prints.
+
+#![warn(missing_docs)]
+
+pub mod codes;
+pub mod diagnostic;
+pub mod span;
+pub mod syntax;
