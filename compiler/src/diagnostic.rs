@@ -117,9 +117,17 @@ impl Diagnostics {
     }
 
     /// All diagnostics, sorted by file and position (stable for equal positions).
+    /// Exact duplicates (a policy shared by several train blocks is checked once per block) are
+    /// reported once.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.list.sort_by_key(|d| d.span().map(|s| (s.file, s.start)));
-        self.list
+        let mut out: Vec<Diagnostic> = Vec::with_capacity(self.list.len());
+        for d in self.list {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
     }
 
     /// All diagnostics in the order they were recorded.

@@ -9,3 +9,10 @@ pub mod codes;
 pub mod diagnostic;
 pub mod span;
 pub mod syntax;
+pub mod schema;
+pub mod check;
+pub mod loader;
+pub mod program;
+pub mod reference;
+
+pub use check::{compile, Compilation};

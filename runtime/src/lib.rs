@@ -1,1 +1,6 @@
+//! The imcc runtime: number formats, the IMC tile simulator and training. It never depends on
+//! the language front end; the compiler fills its plain parameter structs.
 
+#![warn(missing_docs)]
+
+pub mod config;

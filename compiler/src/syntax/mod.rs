@@ -186,3 +186,19 @@ mod tests {
         assert!(errs[0].contains("end of file"), "{errs:#?}");
     }
 }
+
+/// Parses a lone value (used for the schema's default texts); `None` if it does not parse.
+pub fn parse_value(text: &str) -> Option<ast::Expr> {
+    let src = format!("hardware __ {{ __ = {text}; }}");
+    let (file, diags) = parse(FileId(u32::MAX), &src);
+    if !diags.is_empty() {
+        return None;
+    }
+    match file.items.into_iter().next()? {
+        ast::Item::Block(b) => match b.body.into_iter().next()? {
+            ast::Stmt::Param(p) => Some(p.value),
+            _ => None,
+        },
+        ast::Item::Import(_) => None,
+    }
+}

@@ -1,0 +1,263 @@
+//! Typed parameter sets to the plain structs of the program and the runtime. Types were
+//! checked against the schema already, so every lookup here succeeds.
+
+use super::params::ParamSet;
+use super::values::{Ctor, Value};
+use super::Defs;
+use crate::codes::Code;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::program::{DataSet, Precision, RangePolicy, Schedule, Sgd, Target};
+use crate::schema::{self, Kind};
+use crate::span::Span;
+use imcc_runtime::config::*;
+
+fn real(v: &Value) -> f64 {
+    v.as_real().unwrap_or_default()
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_int().unwrap_or_default()
+}
+
+fn sym(v: &Value) -> &'static str {
+    match v {
+        Value::Sym(s) => s,
+        _ => "",
+    }
+}
+
+fn ctor(v: &Value) -> &Ctor {
+    match v {
+        Value::Ctor(c) => c,
+        other => panic!("schema bug: expected a constructor, found {other:?}"),
+    }
+}
+
+fn arg<'a>(c: &'a Ctor, key: &str) -> &'a Value {
+    c.args.get(key).unwrap_or_else(|| panic!("schema bug: `{}` has no `{key}`", c.name))
+}
+
+/// Every hardware definition as a runtime config, with warnings for settings without effect.
+pub fn all_hardware(defs: &Defs<'_>, diags: &mut Diagnostics) -> Vec<(String, HardwareConfig)> {
+    let mut out = Vec::new();
+    for (i, d) in defs.list.iter().enumerate() {
+        if d.kind == Kind::Hardware {
+            let ps = &defs.params[i];
+            let hw = hardware(ps);
+            hardware_warnings(ps, &hw, diags);
+            out.push((d.block.name.name.clone(), hw));
+        }
+    }
+    out
+}
+
+/// The hardware described by a parameter set (a `hardware` block, or the defaults).
+pub fn hardware(ps: &ParamSet) -> HardwareConfig {
+    let dims = match ps.get("array") {
+        Value::Ints(d) => d.clone(),
+        _ => vec![1, 1],
+    };
+    let input = ctor(ps.get("input"));
+    let e = |k: &str| real(ps.get(&format!("energy.{k}")));
+    let g = |k: &str| real(ps.get(&format!("digital.{k}")));
+    HardwareConfig {
+        rows: dims[0] as u32,
+        cols: dims[1] as u32,
+        cores: int(ps.get("cores")) as u32,
+        input: match input.name {
+            "dac" => InputMode::Dac {
+                bits: int(arg(input, "bits")) as u32,
+                levels: match arg(input, "levels") {
+                    Value::Reals(l) => l.clone(),
+                    _ => Vec::new(),
+                },
+            },
+            _ => InputMode::BitSerial,
+        },
+        signs: if sym(ps.get("signs")) == "signed" { SignMode::Signed } else { SignMode::TwoPass },
+        skip_empty_planes: matches!(ps.get("skip_empty_planes"), Value::Bool(true)),
+        adc: AdcConfig {
+            bits: int(ps.get("adc.bits")) as u32,
+            adaptability: match ps.get("adc.adaptability") {
+                Value::Gains(Some(g)) => Adaptability::Gains(g.clone()),
+                _ => Adaptability::Full,
+            },
+            zero: match sym(ps.get("adc.zero")) {
+                "signed" => AdcZero::Signed,
+                "differential" => AdcZero::Differential,
+                _ => AdcZero::Unsigned,
+            },
+        },
+        noise: NoiseConfig {
+            sigma_lsb: real(ps.get("noise.sigma_lsb")),
+            scaling: if sym(ps.get("noise.scaling")) == "driven_rows" { NoiseScaling::DrivenRows } else { NoiseScaling::PhysicalRows },
+            gain_mismatch: real(ps.get("noise.gain_mismatch")),
+            dac_error: real(ps.get("noise.dac_error")),
+            chip_seed: int(ps.get("noise.chip_seed")) as u64,
+        },
+        energy: ImcEnergy {
+            column_eval: e("column_eval"),
+            adc_conversion: e("adc_conversion"),
+            shift_add: e("shift_add"),
+            array_write_bit: e("array_write_bit"),
+            move_bit: e("move_bit"),
+        },
+        digital: DigitalEnergy {
+            node_scale: g("node_scale"),
+            int4_add: g("int4_add"),
+            int4_mult: g("int4_mult"),
+            int8_add: g("int8_add"),
+            int8_mult: g("int8_mult"),
+            int32_add: g("int32_add"),
+            int32_mult: g("int32_mult"),
+            fp16_add: g("fp16_add"),
+            fp16_mult: g("fp16_mult"),
+            fp32_add: g("fp32_add"),
+            fp32_mult: g("fp32_mult"),
+            sram_read_64b: g("sram_read_64b"),
+            dram_access_64b: g("dram_access_64b"),
+            sram_reads_per_mac: g("sram_reads_per_mac"),
+            dram_bits_per_weight: g("dram_bits_per_weight"),
+        },
+    }
+}
+
+fn no_effect(span: Span, message: String, label: &str) -> Diagnostic {
+    Diagnostic::new(Code::NoEffect, message).primary(span, label.to_string())
+}
+
+fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics) {
+    if let Some(span) = ps.span("noise.dac_error")
+        && hw.input == InputMode::BitSerial
+        && hw.noise.dac_error > 0.0
+    {
+        diags.push(
+            no_effect(span, "`noise.dac_error` has no effect with bit-serial inputs".into(), "ignored")
+                .note("binary input planes use no DAC; the error applies to `input = dac(...)` only"),
+        );
+    }
+    if let Some(span) = ps.span("noise.scaling")
+        && hw.noise.sigma_lsb == 0.0
+    {
+        diags.push(
+            no_effect(span, "`noise.scaling` has no effect without noise".into(), "ignored")
+                .note("`noise.sigma_lsb` is 0"),
+        );
+    }
+}
+
+/// A weight format value.
+pub fn weight_format(v: &Value) -> WeightFormat {
+    let c = ctor(v);
+    match c.name {
+        "int4_sawb" => WeightFormat::Int4Sawb { c1: real(arg(c, "c1")), c2: real(arg(c, "c2")) },
+        "int8" => WeightFormat::Int8,
+        _ => WeightFormat::F32,
+    }
+}
+
+/// An activation format value.
+pub fn activation_format(v: &Value) -> ActivationFormat {
+    let c = ctor(v);
+    match c.name {
+        "int4_pact" => ActivationFormat::Int4Pact { alpha: real(arg(c, "alpha")), alpha_decay: real(arg(c, "alpha_decay")) },
+        "int8" => ActivationFormat::Int8,
+        _ => ActivationFormat::F32,
+    }
+}
+
+/// An error format value.
+pub fn error_format(v: &Value) -> ErrorFormat {
+    let c = ctor(v);
+    let phase = |k: &str| if sym(arg(c, k)) == "odd" { Phase::Odd } else { Phase::Even };
+    match c.name {
+        "radix4" => ErrorFormat::Radix4(Radix4Config {
+            levels: int(arg(c, "levels")) as u32,
+            tpr: matches!(arg(c, "tpr"), Value::Bool(true)),
+            backward: phase("backward"),
+            weight_grad: phase("weight_grad"),
+            gradscale: match sym(arg(c, "gradscale")) {
+                "incremental" => GradScaleMode::Incremental,
+                "off" => GradScaleMode::Off,
+                _ => GradScaleMode::Current,
+            },
+        }),
+        "int8" => ErrorFormat::Int8,
+        _ => ErrorFormat::F32,
+    }
+}
+
+/// A precision name.
+pub fn precision(s: &str) -> Precision {
+    match s {
+        "int4" => Precision::Int4,
+        "int8" => Precision::Int8,
+        "fp16" => Precision::Fp16,
+        _ => Precision::F32,
+    }
+}
+
+/// A target value: `None` for `auto`.
+pub fn target(v: &Value) -> Option<Target> {
+    let c = ctor(v);
+    match c.name {
+        "imc" => Some(Target::Imc),
+        "digital" => Some(Target::Digital(precision(sym(arg(c, "precision"))))),
+        _ => None,
+    }
+}
+
+/// A range policy value.
+pub fn range_policy(v: &Value) -> RangePolicy {
+    let c = ctor(v);
+    let momentum = || real(arg(c, "momentum"));
+    match c.name {
+        "max" => RangePolicy::Max { momentum: momentum() },
+        "percentile" => RangePolicy::Percentile { p: real(arg(c, "p")), momentum: momentum() },
+        "fixed" => RangePolicy::Fixed { gain: real(arg(c, "gain")) },
+        _ => RangePolicy::Mse { momentum: momentum() },
+    }
+}
+
+/// A data set value.
+pub fn data_set(v: &Value) -> DataSet {
+    let c = ctor(v);
+    let s = |k: &str| match arg(c, k) {
+        Value::Str(s) => s.clone(),
+        _ => String::new(),
+    };
+    match c.name {
+        "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")) },
+        "mnist" => DataSet::Mnist { dir: s("dir") },
+        _ => DataSet::Idx { dir: s("dir"), classes: int(arg(c, "classes")) as usize },
+    }
+}
+
+/// An optimizer value.
+pub fn sgd(v: &Value) -> Sgd {
+    let c = ctor(v);
+    Sgd {
+        lr: real(arg(c, "lr")),
+        momentum: real(arg(c, "momentum")),
+        weight_decay: real(arg(c, "weight_decay")),
+        nesterov: matches!(arg(c, "nesterov"), Value::Bool(true)),
+    }
+}
+
+/// A schedule value.
+pub fn schedule(v: &Value) -> Schedule {
+    let c = ctor(v);
+    match c.name {
+        "step" => Schedule::Step { every: int(arg(c, "every")) as u64, gamma: real(arg(c, "gamma")) },
+        "cosine" => Schedule::Cosine { min_lr: real(arg(c, "min_lr")) },
+        _ => Schedule::Constant,
+    }
+}
+
+/// The parameter set of an absent optional definition: every default of `kind`.
+pub fn defaults(kind: Kind) -> ParamSet {
+    let mut set = ParamSet::default();
+    let mut sink = Diagnostics::default();
+    super::params::fill_defaults(&mut set, schema::block(kind), "", Span::new(crate::span::FileId(0), 0..0), &mut sink);
+    set
+}

@@ -1,0 +1,313 @@
+//! The checked program: what the front end hands to lowering. Every name is resolved, every
+//! default filled, every shape inferred; nothing here refers to syntax.
+
+use crate::span::Span;
+use imcc_runtime::config::{ActivationFormat, ErrorFormat, HardwareConfig, WeightFormat};
+use serde::Serialize;
+
+/// A checked compilation unit: the root file with its imports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Program {
+    /// Every `hardware` definition, by name.
+    pub hardware: Vec<(String, HardwareConfig)>,
+    /// Every `network` definition.
+    pub networks: Vec<Network>,
+    /// Every `train` block of the root file, in source order.
+    pub trains: Vec<TrainRun>,
+}
+
+/// A network with inferred shapes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Network {
+    /// Its name.
+    pub name: String,
+    /// Input shape per sample.
+    pub input: Vec<usize>,
+    /// Layers in declaration order (a topological order: `from` only names earlier layers).
+    pub layers: Vec<Layer>,
+}
+
+/// Index of a layer in [`Network::layers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct LayerId(pub u32);
+
+/// One layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Layer {
+    /// Its name.
+    pub name: String,
+    /// What it computes.
+    pub op: LayerOp,
+    /// Its inputs; `None` is the network input.
+    pub inputs: Vec<Option<LayerId>>,
+    /// Shape of its (first) input.
+    pub in_shape: Vec<usize>,
+    /// Shape of its output.
+    pub out_shape: Vec<usize>,
+    /// Where it was declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A layer operation with its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum LayerOp {
+    /// `z = W·a + b`.
+    Dense {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// 2-D convolution.
+    Conv2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+        /// Whether it has a bias.
+        bias: bool,
+    },
+    /// Max pooling.
+    MaxPool {
+        /// Window.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// Average pooling.
+    AvgPool {
+        /// Window.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// `[C, H, W]` to `[C·H·W]`.
+    Flatten,
+    /// ReLU.
+    Relu,
+    /// PACT clip.
+    Pact {
+        /// Initial alpha, if set on the layer.
+        alpha: Option<f64>,
+    },
+    /// Batch normalization.
+    BatchNorm {
+        /// Momentum.
+        momentum: f64,
+        /// Epsilon.
+        eps: f64,
+    },
+    /// Elementwise sum.
+    Add,
+    /// Softmax cross-entropy loss.
+    SoftmaxCrossEntropy,
+}
+
+impl LayerOp {
+    /// Whether the layer has weights, and hence the three training MVMs.
+    pub fn has_mvm(&self) -> bool {
+        matches!(self, LayerOp::Dense { .. } | LayerOp::Conv2d { .. })
+    }
+}
+
+/// The three training MVMs of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Mvm {
+    /// `z = W·a`.
+    Forward,
+    /// `g = Wᵀ·δ`.
+    Backward,
+    /// `dW = δ·aᵀ`.
+    WeightGrad,
+}
+
+impl Mvm {
+    /// All three, in order.
+    pub const ALL: [Mvm; 3] = [Mvm::Forward, Mvm::Backward, Mvm::WeightGrad];
+
+    /// The language's key for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Mvm::Forward => "forward",
+            Mvm::Backward => "backward",
+            Mvm::WeightGrad => "weight_grad",
+        }
+    }
+}
+
+/// Digital MAC precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Precision {
+    /// 4-bit formats (int4 and radix-4 FP4).
+    Int4,
+    /// INT8.
+    Int8,
+    /// FP16.
+    Fp16,
+    /// FP32.
+    F32,
+}
+
+/// Where an MVM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Target {
+    /// On the IMC arrays.
+    Imc,
+    /// On digital MAC units of this precision.
+    Digital(Precision),
+}
+
+/// How ADC gains are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum RangePolicy {
+    /// Minimise clipping plus rounding error from running statistics.
+    Mse {
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// Cover the running maximum.
+    Max {
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// Cover a percentile of |sum|.
+    Percentile {
+        /// The percentile.
+        p: f64,
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// One fixed gain.
+    Fixed {
+        /// The gain.
+        gain: f64,
+    },
+}
+
+/// The resolved plan of one MVM layer in one training run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MvmLayerPlan {
+    /// The layer.
+    pub layer: LayerId,
+    /// Weight format.
+    pub weights: WeightFormat,
+    /// Format of the input activations.
+    pub activations: ActivationFormat,
+    /// Format of the output errors.
+    pub errors: ErrorFormat,
+    /// Targets of the forward, backward and weight-gradient MVMs.
+    pub targets: [Target; 3],
+    /// ADC range policy.
+    pub adc_range: RangePolicy,
+}
+
+/// A data set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum DataSet {
+    /// The 8x8 digits, with this share held out.
+    Digits {
+        /// Test share.
+        test_fraction: f64,
+    },
+    /// MNIST from this directory.
+    Mnist {
+        /// Directory.
+        dir: String,
+    },
+    /// Any idx pair.
+    Idx {
+        /// Directory.
+        dir: String,
+        /// Classes.
+        classes: usize,
+    },
+}
+
+impl DataSet {
+    /// Pixels per sample and number of classes, where known before reading the data.
+    pub fn shape(&self) -> Option<(usize, usize)> {
+        match self {
+            DataSet::Digits { .. } => Some((64, 10)),
+            DataSet::Mnist { .. } => Some((784, 10)),
+            DataSet::Idx { .. } => None,
+        }
+    }
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum.
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+}
+
+/// The learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Schedule {
+    /// Fixed.
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Epochs between steps.
+        every: u64,
+        /// Factor.
+        gamma: f64,
+    },
+    /// Cosine decay to `min_lr`.
+    Cosine {
+        /// Final rate.
+        min_lr: f64,
+    },
+}
+
+/// A checked `train` block.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainRun {
+    /// Its name.
+    pub name: String,
+    /// The network (by name in [`Program::networks`]).
+    pub network: String,
+    /// The quant policy's name (`None`: all defaults).
+    pub quant: Option<String>,
+    /// The mapping policy's name (`None`: all defaults).
+    pub mapping: Option<String>,
+    /// The hardware's name (`None`: all defaults).
+    pub hardware_name: Option<String>,
+    /// The chip.
+    pub hardware: HardwareConfig,
+    /// Per MVM layer: formats and targets.
+    pub layers: Vec<MvmLayerPlan>,
+    /// Accumulation precision of MVM outputs.
+    pub accumulate: Precision,
+    /// Data set.
+    pub data: DataSet,
+    /// Epochs.
+    pub epochs: u64,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Optimizer.
+    pub optimizer: Sgd,
+    /// Schedule.
+    pub schedule: Schedule,
+    /// Seed.
+    pub seed: u64,
+    /// Evaluation cadence in epochs.
+    pub eval_every: u64,
+    /// Whether this is the f32 reference run.
+    pub reference: bool,
+}

@@ -1,0 +1,227 @@
+//! Plain parameter structs of the hardware and the number formats.
+//!
+//! The compiler fills these from a checked `.imc` program; the runtime's numerics and tile
+//! simulator take them as they are. They hold no defaults: every default is a documented
+//! parameter of the language (the compiler's schema), so it exists in exactly one place.
+
+use serde::Serialize;
+
+/// An IMC chip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HardwareConfig {
+    /// Physical rows of one array.
+    pub rows: u32,
+    /// Physical columns of one array.
+    pub cols: u32,
+    /// Number of arrays (cores).
+    pub cores: u32,
+    /// How inputs are applied.
+    pub input: InputMode,
+    /// How signed inputs are applied.
+    pub signs: SignMode,
+    /// Whether empty input planes are skipped.
+    pub skip_empty_planes: bool,
+    /// The column ADC.
+    pub adc: AdcConfig,
+    /// Analog non-idealities.
+    pub noise: NoiseConfig,
+    /// IMC energy constants (joules).
+    pub energy: ImcEnergy,
+    /// Digital energy constants (joules, at 45 nm before `node_scale`).
+    pub digital: DigitalEnergy,
+}
+
+/// How MVM inputs are applied to the rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum InputMode {
+    /// Binary planes: integer inputs bit by bit, radix-4 inputs as exponent planes.
+    BitSerial,
+    /// A multi-level row DAC of `bits` bits applying the radix-4 magnitudes `levels` in one cycle.
+    Dac {
+        /// DAC resolution.
+        bits: u32,
+        /// Magnitudes applied together.
+        levels: Vec<f64>,
+    },
+}
+
+/// How signed inputs are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SignMode {
+    /// A positive and a negative pass.
+    TwoPass,
+    /// A signed row drive.
+    Signed,
+}
+
+/// The per-column ADC.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdcConfig {
+    /// Resolution B.
+    pub bits: u32,
+    /// Which range gains exist.
+    pub adaptability: Adaptability,
+    /// Zero handling.
+    pub zero: AdcZero,
+}
+
+/// ADC range adaptability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Adaptability {
+    /// Any gain, per MVM and plane.
+    Full,
+    /// Only these gains (two entries: the paper's two-level adaptability).
+    Gains(Vec<f64>),
+}
+
+/// ADC zero handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AdcZero {
+    /// Unsigned: negative noise clips at code 0.
+    Unsigned,
+    /// Signed around mid-rail.
+    Signed,
+    /// Differential (+-1) columns.
+    Differential,
+}
+
+/// Analog non-idealities.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoiseConfig {
+    /// Noise per conversion in LSB at native range (sigma_LSB0).
+    pub sigma_lsb: f64,
+    /// What fixes the noise in unit counts.
+    pub scaling: NoiseScaling,
+    /// Sigma of the static per-column relative gain error.
+    pub gain_mismatch: f64,
+    /// Sigma of the relative per-level DAC error.
+    pub dac_error: f64,
+    /// Seed of the static mismatch pattern.
+    pub chip_seed: u64,
+}
+
+/// What fixes the noise in unit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum NoiseScaling {
+    /// The array's physical row count.
+    PhysicalRows,
+    /// The rows a row-tile drives.
+    DrivenRows,
+}
+
+/// IMC energy constants, in joules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImcEnergy {
+    /// Array energy of one column evaluation.
+    pub column_eval: f64,
+    /// One ADC conversion.
+    pub adc_conversion: f64,
+    /// One near-memory shift-and-add.
+    pub shift_add: f64,
+    /// Writing one bit into an array.
+    pub array_write_bit: f64,
+    /// Moving one operand bit.
+    pub move_bit: f64,
+}
+
+/// Digital energy constants, in joules at 45 nm (multiply by `node_scale`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[allow(missing_docs)]
+pub struct DigitalEnergy {
+    /// Factor from 45 nm to the chip's node.
+    pub node_scale: f64,
+    pub int4_add: f64,
+    pub int4_mult: f64,
+    pub int8_add: f64,
+    pub int8_mult: f64,
+    pub int32_add: f64,
+    pub int32_mult: f64,
+    pub fp16_add: f64,
+    pub fp16_mult: f64,
+    pub fp32_add: f64,
+    pub fp32_mult: f64,
+    pub sram_read_64b: f64,
+    pub dram_access_64b: f64,
+    /// 64-bit SRAM reads per MAC in the digital baseline.
+    pub sram_reads_per_mac: f64,
+    /// DRAM bits per weight per step in the digital baseline.
+    pub dram_bits_per_weight: f64,
+}
+
+/// A weight format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum WeightFormat {
+    /// INT4 by SAWB with coefficients (c1, c2).
+    Int4Sawb {
+        /// c1.
+        c1: f64,
+        /// c2.
+        c2: f64,
+    },
+    /// INT8, max-scaled.
+    Int8,
+    /// Unquantized.
+    F32,
+}
+
+/// An activation format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ActivationFormat {
+    /// INT4 by PACT.
+    Int4Pact {
+        /// Initial alpha.
+        alpha: f64,
+        /// L2 penalty on alpha.
+        alpha_decay: f64,
+    },
+    /// INT8, max-scaled.
+    Int8,
+    /// Unquantized.
+    F32,
+}
+
+/// An error (gradient) format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ErrorFormat {
+    /// Radix-4 FP4.
+    Radix4(Radix4Config),
+    /// INT8, max-scaled.
+    Int8,
+    /// Unquantized.
+    F32,
+}
+
+/// Radix-4 FP4 parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Radix4Config {
+    /// Number of magnitudes below and including the top level.
+    pub levels: u32,
+    /// Two-phase rounding.
+    pub tpr: bool,
+    /// Phase feeding the backward MVM.
+    pub backward: Phase,
+    /// Phase feeding the weight-gradient MVM.
+    pub weight_grad: Phase,
+    /// GradScale timing.
+    pub gradscale: GradScaleMode,
+}
+
+/// A radix-4 grid phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Powers 4^k.
+    Even,
+    /// 2·4^k.
+    Odd,
+}
+
+/// GradScale timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum GradScaleMode {
+    /// Chosen from the current tensor.
+    Current,
+    /// One doubling or halving per iteration.
+    Incremental,
+    /// No scaling.
+    Off,
+}
