@@ -5,7 +5,7 @@ mod render;
 use clap::{Parser, Subcommand, ValueEnum};
 use imcc_compiler::codes::Code;
 use imcc_compiler::diagnostic::Severity;
-use imcc_compiler::loader::{read_source, FsLoader};
+use imcc_compiler::loader::{FsLoader, read_source};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,11 @@ use std::process::ExitCode;
 const MAX_RENDERED: usize = 100;
 
 #[derive(Parser)]
-#[command(name = "imcc", version, about = "Compiler and simulator for training neural networks on in-memory-computing hardware")]
+#[command(
+    name = "imcc",
+    version,
+    about = "Compiler and simulator for training neural networks on in-memory-computing hardware"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,11 +74,18 @@ enum ColorChoice {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, message_format, color, deny_warnings } => {
+        Command::Check {
+            files,
+            message_format,
+            color,
+            deny_warnings,
+        } => {
             let color = match color {
                 ColorChoice::Always => true,
                 ColorChoice::Never => false,
-                ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ColorChoice::Auto => {
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
             };
             check(&files, message_format, color, deny_warnings)
         }
@@ -101,7 +112,11 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
             }
         };
         let comp = imcc_compiler::compile(path, &shown, &text, &FsLoader);
-        let errors = comp.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors = comp
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
         let warnings = comp.diagnostics.len() - errors;
         for d in comp.diagnostics.iter().take(MAX_RENDERED) {
             match format {
@@ -117,14 +132,27 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
         if let MessageFormat::Human = format {
             let mut err = stderr.lock();
             if comp.diagnostics.len() > MAX_RENDERED {
-                let _ = writeln!(err, "note: {} more diagnostics not shown", comp.diagnostics.len() - MAX_RENDERED);
+                let _ = writeln!(
+                    err,
+                    "note: {} more diagnostics not shown",
+                    comp.diagnostics.len() - MAX_RENDERED
+                );
             }
-            let counts = plural(errors, "error") + &if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
+            let counts = plural(errors, "error")
+                + &if warnings > 0 {
+                    format!(", {}", plural(warnings, "warning"))
+                } else {
+                    String::new()
+                };
             if failed {
                 let _ = writeln!(err, "error: `{shown}` failed to check: {counts}");
             } else {
                 let runs = comp.program.as_ref().map_or(0, |p| p.trains.len());
-                let _ = writeln!(stdout.lock(), "ok: `{shown}`: {} ({counts})", plural(runs, "train block"));
+                let _ = writeln!(
+                    stdout.lock(),
+                    "ok: `{shown}`: {} ({counts})",
+                    plural(runs, "train block")
+                );
             }
         }
         if failed {
@@ -148,7 +176,12 @@ fn explain(code: Option<&str>, list: bool) -> ExitCode {
     let text = code.unwrap_or_default();
     match Code::parse(text) {
         Some(c) => {
-            println!("{}: {}\n\n{}", c.as_str(), c.title(), c.explanation().trim_end());
+            println!(
+                "{}: {}\n\n{}",
+                c.as_str(),
+                c.title(),
+                c.explanation().trim_end()
+            );
             ExitCode::SUCCESS
         }
         None => {

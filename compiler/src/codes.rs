@@ -41,7 +41,10 @@ macro_rules! codes {
 impl Code {
     /// Looks a code up by its text (case-insensitive).
     pub fn parse(text: &str) -> Option<Code> {
-        Code::ALL.iter().copied().find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
+        Code::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
     }
 }
 
@@ -311,7 +314,11 @@ mod tests {
         for &c in Code::ALL {
             assert!(seen.insert(c.as_str()), "duplicate {}", c.as_str());
             assert_eq!(Code::parse(c.as_str()), Some(c));
-            assert!(c.explanation().len() > 40, "{} needs a real explanation", c.as_str());
+            assert!(
+                c.explanation().len() > 40,
+                "{} needs a real explanation",
+                c.as_str()
+            );
         }
         assert_eq!(Code::parse("e0003"), Some(Code::SyntaxError));
         assert_eq!(Code::parse("E9999"), None);

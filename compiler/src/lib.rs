@@ -5,14 +5,14 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod codes;
 pub mod diagnostic;
-pub mod span;
-pub mod syntax;
-pub mod schema;
-pub mod check;
 pub mod loader;
 pub mod program;
 pub mod reference;
+pub mod schema;
+pub mod span;
+pub mod syntax;
 
-pub use check::{compile, Compilation};
+pub use check::{Compilation, compile};

@@ -1,9 +1,9 @@
 //! Typed parameter sets to the plain structs of the program and the runtime. Types were
 //! checked against the schema already, so every lookup here succeeds.
 
+use super::Defs;
 use super::params::ParamSet;
 use super::values::{Ctor, Value};
-use super::Defs;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::program::{DataSet, Precision, RangePolicy, Schedule, Sgd, Target};
@@ -34,7 +34,9 @@ fn ctor(v: &Value) -> &Ctor {
 }
 
 fn arg<'a>(c: &'a Ctor, key: &str) -> &'a Value {
-    c.args.get(key).unwrap_or_else(|| panic!("schema bug: `{}` has no `{key}`", c.name))
+    c.args
+        .get(key)
+        .unwrap_or_else(|| panic!("schema bug: `{}` has no `{key}`", c.name))
 }
 
 /// Every hardware definition as a runtime config, with warnings for settings without effect.
@@ -74,7 +76,11 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             },
             _ => InputMode::BitSerial,
         },
-        signs: if sym(ps.get("signs")) == "signed" { SignMode::Signed } else { SignMode::TwoPass },
+        signs: if sym(ps.get("signs")) == "signed" {
+            SignMode::Signed
+        } else {
+            SignMode::TwoPass
+        },
         skip_empty_planes: matches!(ps.get("skip_empty_planes"), Value::Bool(true)),
         adc: AdcConfig {
             bits: int(ps.get("adc.bits")) as u32,
@@ -90,7 +96,11 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
         },
         noise: NoiseConfig {
             sigma_lsb: real(ps.get("noise.sigma_lsb")),
-            scaling: if sym(ps.get("noise.scaling")) == "driven_rows" { NoiseScaling::DrivenRows } else { NoiseScaling::PhysicalRows },
+            scaling: if sym(ps.get("noise.scaling")) == "driven_rows" {
+                NoiseScaling::DrivenRows
+            } else {
+                NoiseScaling::PhysicalRows
+            },
             gain_mismatch: real(ps.get("noise.gain_mismatch")),
             dac_error: real(ps.get("noise.dac_error")),
             chip_seed: int(ps.get("noise.chip_seed")) as u64,
@@ -132,16 +142,24 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
         && hw.noise.dac_error > 0.0
     {
         diags.push(
-            no_effect(span, "`noise.dac_error` has no effect with bit-serial inputs".into(), "ignored")
-                .note("binary input planes use no DAC; the error applies to `input = dac(...)` only"),
+            no_effect(
+                span,
+                "`noise.dac_error` has no effect with bit-serial inputs".into(),
+                "ignored",
+            )
+            .note("binary input planes use no DAC; the error applies to `input = dac(...)` only"),
         );
     }
     if let Some(span) = ps.span("noise.scaling")
         && hw.noise.sigma_lsb == 0.0
     {
         diags.push(
-            no_effect(span, "`noise.scaling` has no effect without noise".into(), "ignored")
-                .note("`noise.sigma_lsb` is 0"),
+            no_effect(
+                span,
+                "`noise.scaling` has no effect without noise".into(),
+                "ignored",
+            )
+            .note("`noise.sigma_lsb` is 0"),
         );
     }
 }
@@ -150,7 +168,10 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
 pub fn weight_format(v: &Value) -> WeightFormat {
     let c = ctor(v);
     match c.name {
-        "int4_sawb" => WeightFormat::Int4Sawb { c1: real(arg(c, "c1")), c2: real(arg(c, "c2")) },
+        "int4_sawb" => WeightFormat::Int4Sawb {
+            c1: real(arg(c, "c1")),
+            c2: real(arg(c, "c2")),
+        },
         "int8" => WeightFormat::Int8,
         _ => WeightFormat::F32,
     }
@@ -160,7 +181,10 @@ pub fn weight_format(v: &Value) -> WeightFormat {
 pub fn activation_format(v: &Value) -> ActivationFormat {
     let c = ctor(v);
     match c.name {
-        "int4_pact" => ActivationFormat::Int4Pact { alpha: real(arg(c, "alpha")), alpha_decay: real(arg(c, "alpha_decay")) },
+        "int4_pact" => ActivationFormat::Int4Pact {
+            alpha: real(arg(c, "alpha")),
+            alpha_decay: real(arg(c, "alpha_decay")),
+        },
         "int8" => ActivationFormat::Int8,
         _ => ActivationFormat::F32,
     }
@@ -169,7 +193,13 @@ pub fn activation_format(v: &Value) -> ActivationFormat {
 /// An error format value.
 pub fn error_format(v: &Value) -> ErrorFormat {
     let c = ctor(v);
-    let phase = |k: &str| if sym(arg(c, k)) == "odd" { Phase::Odd } else { Phase::Even };
+    let phase = |k: &str| {
+        if sym(arg(c, k)) == "odd" {
+            Phase::Odd
+        } else {
+            Phase::Even
+        }
+    };
     match c.name {
         "radix4" => ErrorFormat::Radix4(Radix4Config {
             levels: int(arg(c, "levels")) as u32,
@@ -212,10 +242,19 @@ pub fn range_policy(v: &Value) -> RangePolicy {
     let c = ctor(v);
     let momentum = || real(arg(c, "momentum"));
     match c.name {
-        "max" => RangePolicy::Max { momentum: momentum() },
-        "percentile" => RangePolicy::Percentile { p: real(arg(c, "p")), momentum: momentum() },
-        "fixed" => RangePolicy::Fixed { gain: real(arg(c, "gain")) },
-        _ => RangePolicy::Mse { momentum: momentum() },
+        "max" => RangePolicy::Max {
+            momentum: momentum(),
+        },
+        "percentile" => RangePolicy::Percentile {
+            p: real(arg(c, "p")),
+            momentum: momentum(),
+        },
+        "fixed" => RangePolicy::Fixed {
+            gain: real(arg(c, "gain")),
+        },
+        _ => RangePolicy::Mse {
+            momentum: momentum(),
+        },
     }
 }
 
@@ -227,9 +266,14 @@ pub fn data_set(v: &Value) -> DataSet {
         _ => String::new(),
     };
     match c.name {
-        "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")) },
+        "digits" => DataSet::Digits {
+            test_fraction: real(arg(c, "test_fraction")),
+        },
         "mnist" => DataSet::Mnist { dir: s("dir") },
-        _ => DataSet::Idx { dir: s("dir"), classes: int(arg(c, "classes")) as usize },
+        _ => DataSet::Idx {
+            dir: s("dir"),
+            classes: int(arg(c, "classes")) as usize,
+        },
     }
 }
 
@@ -248,8 +292,13 @@ pub fn sgd(v: &Value) -> Sgd {
 pub fn schedule(v: &Value) -> Schedule {
     let c = ctor(v);
     match c.name {
-        "step" => Schedule::Step { every: int(arg(c, "every")) as u64, gamma: real(arg(c, "gamma")) },
-        "cosine" => Schedule::Cosine { min_lr: real(arg(c, "min_lr")) },
+        "step" => Schedule::Step {
+            every: int(arg(c, "every")) as u64,
+            gamma: real(arg(c, "gamma")),
+        },
+        "cosine" => Schedule::Cosine {
+            min_lr: real(arg(c, "min_lr")),
+        },
         _ => Schedule::Constant,
     }
 }
@@ -258,6 +307,12 @@ pub fn schedule(v: &Value) -> Schedule {
 pub fn defaults(kind: Kind) -> ParamSet {
     let mut set = ParamSet::default();
     let mut sink = Diagnostics::default();
-    super::params::fill_defaults(&mut set, schema::block(kind), "", Span::new(crate::span::FileId(0), 0..0), &mut sink);
+    super::params::fill_defaults(
+        &mut set,
+        schema::block(kind),
+        "",
+        Span::new(crate::span::FileId(0), 0..0),
+        &mut sink,
+    );
     set
 }

@@ -111,7 +111,9 @@ pub fn lex(src: &str) -> Vec<(Token<'_>, std::ops::Range<usize>)> {
             Ok(t) => out.push((t, span)),
             Err(()) if src[span.start..].starts_with('"') => {
                 // An unterminated string: swallow the rest of the line so it yields one error.
-                let end = src[span.start..].find('\n').map_or(src.len(), |i| span.start + i);
+                let end = src[span.start..]
+                    .find('\n')
+                    .map_or(src.len(), |i| span.start + i);
                 lexer.bump(end - span.end);
                 out.push((Token::UnterminatedStr, span.start..end));
             }
@@ -134,15 +136,31 @@ mod tests {
         assert_eq!(
             kinds("array = 1152 x 256; // rows x cols\nE = 1.2e-3 pJ;"),
             [
-                "identifier `array`", "`=`", "number `1152`", "`x`", "number `256`", "`;`",
-                "identifier `E`", "`=`", "number `1.2e-3`", "identifier `pJ`", "`;`"
+                "identifier `array`",
+                "`=`",
+                "number `1152`",
+                "`x`",
+                "number `256`",
+                "`;`",
+                "identifier `E`",
+                "`=`",
+                "number `1.2e-3`",
+                "identifier `pJ`",
+                "`;`"
             ]
         );
     }
 
     #[test]
     fn keywords_are_not_prefixes_of_identifiers() {
-        assert_eq!(kinds("xor imports fromage"), ["identifier `xor`", "identifier `imports`", "identifier `fromage`"]);
+        assert_eq!(
+            kinds("xor imports fromage"),
+            [
+                "identifier `xor`",
+                "identifier `imports`",
+                "identifier `fromage`"
+            ]
+        );
     }
 
     #[test]
@@ -155,6 +173,9 @@ mod tests {
 
     #[test]
     fn unknown_characters_are_error_tokens() {
-        assert_eq!(kinds("a @ b"), ["identifier `a`", "an unknown character", "identifier `b`"]);
+        assert_eq!(
+            kinds("a @ b"),
+            ["identifier `a`", "an unknown character", "identifier `b`"]
+        );
     }
 }

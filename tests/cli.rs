@@ -1,0 +1,228 @@
+//! The command line's contract: exit statuses, clean messages for bad input, JSON output, and
+//! the examples checking clean.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn imcc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imcc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("imcc runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("imcc-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn examples_check_clean_without_warnings() {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["examples", "examples/hw"] {
+        for e in
+            std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("examples")
+        {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "imc") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 4, "{files:?}");
+    for f in files {
+        let out = imcc(&[
+            "check",
+            "--color",
+            "never",
+            "--deny-warnings",
+            f.to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}:\n{}",
+            f.display(),
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn examples_define_full_two_level_and_all_digital_runs() {
+    for f in [
+        "examples/digits_mlp.imc",
+        "examples/mnist_mlp.imc",
+        "examples/mnist_cnn.imc",
+    ] {
+        let out = imcc(&["check", f]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("4 train blocks"), "{f}: {text}");
+        let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
+            .expect("example");
+        for run in ["train full", "train two_level", "train all_digital"] {
+            assert!(src.contains(run), "{f} lacks `{run}`");
+        }
+    }
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let out = imcc(&["check", "no/such/file.imc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read `no/such/file.imc`: no such file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn directory_is_an_io_error() {
+    let out = imcc(&["check", "examples"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn non_utf8_input_is_rejected_with_its_position() {
+    let p = scratch("latin1.imc");
+    std::fs::write(&p, b"hardware h {\n  cores = 4; // caf\xe9\n}\n").expect("write");
+    let out = imcc(&["check", p.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not valid UTF-8 (invalid byte at offset 32, line 2)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn ten_megabyte_file_is_rejected_cleanly() {
+    let p = scratch("huge.imc");
+    std::fs::write(&p, "hardware h { cores = 4; }\n".repeat(400_000)).expect("write");
+    let out = imcc(&["check", p.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("source files are limited to 1 MiB"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn ten_thousand_deep_nesting_is_a_diagnostic_not_a_crash() {
+    let p = scratch("deep.imc");
+    let src = format!(
+        "hardware h {{ array = {}1{}; }}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    std::fs::write(&p, src).expect("write");
+    let out = imcc(&["check", "--color", "never", p.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("[E0004]"), "{}", stderr(&out));
+}
+
+#[test]
+fn empty_file_is_a_diagnostic() {
+    let p = scratch("empty.imc");
+    std::fs::write(&p, "").expect("write");
+    let out = imcc(&["check", "--color", "never", p.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("[E0005]"), "{}", stderr(&out));
+}
+
+#[test]
+fn json_messages_carry_code_location_and_rendering() {
+    let out = imcc(&[
+        "check",
+        "--message-format",
+        "json",
+        "tests/ui/unknown_parameter.imc",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .expect("one diagnostic")
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+    assert_eq!(v["code"], "E0206");
+    assert_eq!(v["severity"], "error");
+    assert_eq!(v["location"]["file"], "tests/ui/unknown_parameter.imc");
+    assert_eq!(v["location"]["line"], 4);
+    assert_eq!(v["location"]["column"], 9);
+    assert_eq!(v["helps"][0], "did you mean `sigma_lsb`?");
+    assert!(
+        v["rendered"]
+            .as_str()
+            .expect("string")
+            .contains("sigma_lbs")
+    );
+}
+
+#[test]
+fn colour_only_when_asked() {
+    let plain = imcc(&["check", "tests/ui/unknown_parameter.imc"]);
+    assert!(
+        !stderr(&plain).contains('\x1b'),
+        "not a terminal: no colour"
+    );
+    let coloured = imcc(&[
+        "check",
+        "--color",
+        "always",
+        "tests/ui/unknown_parameter.imc",
+    ]);
+    assert!(stderr(&coloured).contains('\x1b'));
+}
+
+#[test]
+fn deny_warnings_fails_on_warnings() {
+    let f = "tests/ui/unused_definition.imc";
+    assert_eq!(imcc(&["check", f]).status.code(), Some(0));
+    assert_eq!(
+        imcc(&["check", "--deny-warnings", f]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn worst_status_wins_over_several_files() {
+    let out = imcc(&[
+        "check",
+        "examples/digits_mlp.imc",
+        "tests/ui/type_mismatch.imc",
+        "missing.imc",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn explain_prints_every_code_and_rejects_unknown_ones() {
+    let out = imcc(&["explain", "E0500"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("E0500: two-level ADC cannot serve all three MVMs"),
+        "{text}"
+    );
+    assert!(text.contains("weight_grad = digital(int4)"));
+    let list = imcc(&["explain", "--list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).lines().count() >= 40);
+    let bad = imcc(&["explain", "E9999"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(imcc(&["check"]).status.code(), Some(2));
+    assert_eq!(imcc(&["frobnicate"]).status.code(), Some(2));
+}
