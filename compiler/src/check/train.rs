@@ -331,6 +331,19 @@ impl TrainCx<'_, '_> {
                         activations = a;
                         a_span = q.span(key);
                     }
+                    // A layer override replacing both formats leaves the edge setting unused.
+                    if q.map.contains_key(&over("weights"))
+                        && q.map.contains_key(&over("activations"))
+                        && let Some(edge_span) = q.span(key)
+                    {
+                        grouped.add(
+                            Diagnostic::new(Code::Overridden, format!("`{key}` is overridden for layer `{lname}`"))
+                                .primary(edge_span, "has no effect")
+                                .secondary(q.span(&over("weights")).unwrap_or(edge_span), "the layer's own formats win")
+                                .note("per-layer overrides take precedence over `first_layer` and `last_layer`"),
+                            lname,
+                        );
+                    }
                 }
             }
             let (cw, ca, ce) = (class_w(&weights), class_a(&activations), class_e(&errors));
