@@ -1,0 +1,194 @@
+//! Integer formats: INT4 weights by SAWB, INT4 activations by PACT, symmetric max-scaled INT8.
+//!
+//! Rounding is half away from zero (`f32::round`) everywhere, and every formula is evaluated in
+//! the order written here, so other implementations (the JIT) can match bit for bit.
+
+use ndarray::{ArrayRef, Dimension, Zip};
+
+/// SAWB's clip: `α = c1·sqrt(E[w²]) − c2·E[|w|]`, accumulated in f64 in iteration order.
+/// When that is not positive (possible only with user coefficients `c1 <= c2`), or the tensor
+/// is empty, `α = max|w|`. An all-zero tensor gives 0.
+pub fn sawb_alpha<D: Dimension>(w: &ArrayRef<f32, D>, c1: f64, c2: f64) -> f32 {
+    let n = w.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let (mut sq, mut ab, mut mx) = (0.0f64, 0.0f64, 0.0f32);
+    for &v in w.iter() {
+        sq += (v as f64) * (v as f64);
+        ab += v.abs() as f64;
+        mx = mx.max(v.abs());
+    }
+    let alpha = (c1 * (sq / n as f64).sqrt() - c2 * (ab / n as f64)) as f32;
+    if alpha > 0.0 && alpha.is_finite() { alpha } else { mx }
+}
+
+/// The INT4 SAWB code of `w` (−7..=7) for clip `alpha > 0`: `round(7·clamp(w, −α, α)/α)`.
+#[inline]
+pub fn sawb_code(w: f32, alpha: f32) -> i8 {
+    (7.0 * w.clamp(-alpha, alpha) / alpha).round() as i8
+}
+
+/// Quantizes weights by SAWB: `out = α/7·code`; returns `α`. An all-zero tensor stays zero.
+/// `codes`, when given, receives the integer codes for the tile simulator.
+pub fn sawb<D: Dimension>(w: &ArrayRef<f32, D>, c1: f64, c2: f64, out: &mut ArrayRef<f32, D>) -> f32 {
+    let alpha = sawb_alpha(w, c1, c2);
+    if alpha == 0.0 {
+        out.fill(0.0);
+        return 0.0;
+    }
+    let step = alpha / 7.0;
+    Zip::from(out).and(w).for_each(|o, &v| *o = step * sawb_code(v, alpha) as f32);
+    alpha
+}
+
+/// SAWB codes of `w` for a given `alpha` (all zero when `alpha == 0`).
+pub fn sawb_codes<D: Dimension>(w: &ArrayRef<f32, D>, alpha: f32, codes: &mut ArrayRef<i8, D>) {
+    if alpha == 0.0 {
+        codes.fill(0);
+        return;
+    }
+    Zip::from(codes).and(w).for_each(|c, &v| *c = sawb_code(v, alpha));
+}
+
+/// The PACT code of `x` (0..=15) for clip `alpha > 0`: `round(clip(x, 0, α)·15/α)`.
+#[inline]
+pub fn pact_code(x: f32, alpha: f32) -> u8 {
+    (x.clamp(0.0, alpha) * 15.0 / alpha).round() as u8
+}
+
+/// PACT forward: `out = round(clip(x, 0, α)·15/α)·α/15`.
+pub fn pact<D: Dimension>(x: &ArrayRef<f32, D>, alpha: f32, out: &mut ArrayRef<f32, D>) {
+    let step = alpha / 15.0;
+    Zip::from(out).and(x).for_each(|o, &v| *o = pact_code(v, alpha) as f32 * step);
+}
+
+/// PACT backward with straight-through estimators: `gx = g` where `0 <= x < α` (else 0), and
+/// returns `dL/dα = Σ g` over `x >= α`, accumulated in f64 in iteration order.
+pub fn pact_backward<D: Dimension>(x: &ArrayRef<f32, D>, g: &ArrayRef<f32, D>, alpha: f32, gx: &mut ArrayRef<f32, D>) -> f32 {
+    let mut galpha = 0.0f64;
+    Zip::from(gx).and(x).and(g).for_each(|o, &v, &gv| {
+        let inside = (0.0..alpha).contains(&v);
+        *o = if inside { gv } else { 0.0 };
+        if v >= alpha {
+            galpha += gv as f64;
+        }
+    });
+    galpha as f32
+}
+
+/// Symmetric max-scaled INT8: `code = round(x·127/max|x|)`, `out = code·max|x|/127`; returns
+/// the step `max|x|/127` (0 for an all-zero tensor, which stays zero).
+pub fn int8<D: Dimension>(x: &ArrayRef<f32, D>, out: &mut ArrayRef<f32, D>) -> f32 {
+    let m = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if !(m > 0.0) || !m.is_finite() {
+        Zip::from(out).and(x).for_each(|o, &v| *o = if m.is_finite() { 0.0 } else { v });
+        return 0.0;
+    }
+    let (inv, step) = (127.0 / m, m / 127.0);
+    Zip::from(out).and(x).for_each(|o, &v| *o = (v * inv).round() * step);
+    step
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr1, Array1};
+    use proptest::prelude::*;
+
+    const C1: f64 = 12.035;
+    const C2: f64 = 12.03;
+
+    #[test]
+    fn sawb_known_values_and_zero_tensor() {
+        let w = arr1(&[0.1f32, -0.2, 0.3, -0.4, 0.05]);
+        let mut out = w.clone();
+        let alpha = sawb(&w, C1, C2, &mut out);
+        let n = 5.0f64;
+        let rms = ((0.01f64 + 0.04 + 0.09 + 0.16 + 0.0025) / n).sqrt();
+        let mean = (0.1 + 0.2 + 0.3 + 0.4 + 0.05) / n;
+        assert!((alpha as f64 - (C1 * rms - C2 * mean)).abs() < 1e-6);
+        for (&o, &v) in out.iter().zip(w.iter()) {
+            let code = (o / (alpha / 7.0)).round();
+            assert!((-7.0..=7.0).contains(&code));
+            assert!((o - v).abs() <= alpha / 14.0 + 1e-6 || v.abs() > alpha);
+        }
+        let z = Array1::<f32>::zeros(4);
+        let mut zo = z.clone();
+        assert_eq!(sawb(&z, C1, C2, &mut zo), 0.0);
+        assert!(zo.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn round_half_away_from_zero() {
+        assert_eq!(sawb_code(0.5, 7.0), 1); // 7·0.5/7 = 0.5 → 1
+        assert_eq!(sawb_code(-0.5, 7.0), -1);
+        assert_eq!(pact_code(0.5, 15.0), 1);
+    }
+
+    #[test]
+    fn pact_clips_and_gradients() {
+        let x = arr1(&[-1.0f32, 0.0, 2.9, 6.0, 7.5]);
+        let mut y = x.clone();
+        pact(&x, 6.0, &mut y);
+        assert_eq!(y.to_vec(), vec![0.0, 0.0, 2.8, 6.0, 6.0]);
+        let g = arr1(&[1.0f32; 5]);
+        let mut gx = g.clone();
+        let ga = pact_backward(&x, &g, 6.0, &mut gx);
+        assert_eq!(gx.to_vec(), vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(ga, 2.0);
+    }
+
+    #[test]
+    fn int8_symmetric() {
+        let x = arr1(&[1.27f32, -0.635, 0.0]);
+        let mut y = x.clone();
+        let step = int8(&x, &mut y);
+        assert!((step - 0.01).abs() < 1e-7);
+        assert_eq!(y[0], 127.0 * step);
+        assert_eq!(y[1], -64.0 * step); // -63.5 rounds away from zero
+    }
+
+    proptest! {
+        #[test]
+        fn sawb_idempotent_bounded_symmetric(v in proptest::collection::vec(-2.0f32..2.0, 2..64)) {
+            let w = Array1::from(v);
+            let mut q = w.clone();
+            let alpha = sawb(&w, C1, C2, &mut q);
+            let neg = w.mapv(|x| -x);
+            let mut qn = neg.clone();
+            prop_assert_eq!(sawb(&neg, C1, C2, &mut qn), alpha);
+            for (a, b) in q.iter().zip(qn.iter()) {
+                prop_assert_eq!(*a, -*b);
+            }
+            for &x in q.iter() {
+                prop_assert!(x.abs() <= alpha * 1.000001);
+            }
+            // Re-quantizing the codes with the same alpha changes nothing.
+            let mut codes = ndarray::Array1::<i8>::zeros(q.len());
+            sawb_codes(&q, alpha, &mut codes);
+            for (c, &x) in codes.iter().zip(q.iter()) {
+                prop_assert_eq!(*c as f32 * (alpha / 7.0), x);
+            }
+        }
+
+        #[test]
+        fn pact_monotone_and_bounded(a in -10.0f32..10.0, b in -10.0f32..10.0, alpha in 0.1f32..10.0) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(pact_code(lo, alpha) <= pact_code(hi, alpha));
+            let y = pact_code(a, alpha) as f32 * alpha / 15.0;
+            let c = a.clamp(0.0, alpha);
+            prop_assert!((y - c).abs() <= alpha / 30.0 * 1.0001);
+        }
+
+        #[test]
+        fn int8_error_bound(v in proptest::collection::vec(-100.0f32..100.0, 1..64)) {
+            let x = Array1::from(v);
+            let mut y = x.clone();
+            let step = int8(&x, &mut y);
+            for (a, b) in x.iter().zip(y.iter()) {
+                prop_assert!((a - b).abs() <= step * 0.5001 + 1e-6);
+            }
+        }
+    }
+}
