@@ -1,0 +1,332 @@
+//! The IMC tile simulator: MVMs of any size on arrays of `rows x cols`, bit-true to the BPBS
+//! (bit-parallel weights, bit-serial inputs) scheme of DOMAIN.md §4, with per-conversion ADC,
+//! noise, and event counts for the energy model.
+//!
+//! `y = W·x` for a stored `outputs x reduction` matrix `W` is computed per row-tile `t`, input
+//! plane or DAC cycle `i` and weight bit `m` as
+//! `y_j = Σ_t Σ_i Σ_m s_i·w_i · s_m·2^m · ADC(Σ_{k∈t} x_k^(i) w_jk^(m) + n)`:
+//! shift-and-add and the sum over row-tiles are digital. Column-tiles only decide placement
+//! (and which physical column's mismatch applies); they do not change the arithmetic.
+//!
+//! The backward MVM `Wᵀ·δ` runs on a stored `Wᵀ` copy and the weight-gradient MVM `δ·aᵀ` on
+//! the batch's activations stored `N_in x batch`, with each output neuron's errors streamed as
+//! an input vector: both are this same MVM with another stored matrix and input kind.
+
+mod adc;
+mod events;
+mod input;
+pub mod kernel;
+mod matrix;
+mod noise;
+
+pub use events::Events;
+pub use input::InputBatch;
+pub use matrix::{Programmed, StoredMatrix};
+
+use crate::config::{Adaptability, AdcZero, HardwareConfig, NoiseScaling};
+use adc::{CodeTable, Converter};
+use input::Schedule;
+use kernel::KernelPath;
+use ndarray::Array2;
+use std::collections::HashMap;
+use std::fmt;
+
+/// A rejected parameter or operand. The simulator never panics on bad input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimError {
+    /// A hardware or ADC parameter is out of range.
+    BadParameter(String),
+    /// An operand does not fit its declared format or shape.
+    BadOperand(String),
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SimError::BadParameter(m) => write!(f, "bad simulator parameter: {m}"),
+            SimError::BadOperand(m) => write!(f, "bad MVM operand: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// ADC range gains for one MVM: one for every plane, or one per input plane (bit, exponent or
+/// DAC cycle; both sign passes of a plane share its gain).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gains {
+    /// The same gain for every plane.
+    Uniform(f64),
+    /// A gain per plane, `Tile::planes(input)` of them.
+    PerPlane(Vec<f64>),
+}
+
+/// A chip's arrays, with cached ADC code tables.
+pub struct Tile {
+    hw: HardwareConfig,
+    path: KernelPath,
+    tables: HashMap<[u64; 4], CodeTable>,
+}
+
+impl fmt::Debug for Tile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tile")
+            .field("hw", &self.hw)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Tile {
+    /// Validates the hardware parameters.
+    pub fn new(hw: &HardwareConfig) -> Result<Tile, SimError> {
+        let bad = |m: String| Err(SimError::BadParameter(m));
+        if hw.rows == 0 || hw.cols == 0 {
+            return bad(format!(
+                "array must have rows and columns, not {} x {}",
+                hw.rows, hw.cols
+            ));
+        }
+        if hw.cores == 0 {
+            return bad("the chip needs at least one core".into());
+        }
+        if hw.adc.bits == 0 || hw.adc.bits > 24 {
+            return bad(format!("ADC bits must be 1..=24, not {}", hw.adc.bits));
+        }
+        if hw.adc.bits < 2 && hw.adc.zero != AdcZero::Unsigned {
+            return bad("a signed ADC needs at least 2 bits".into());
+        }
+        for (name, v) in [
+            ("noise sigma", hw.noise.sigma_lsb),
+            ("gain mismatch", hw.noise.gain_mismatch),
+            ("DAC error", hw.noise.dac_error),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{name} must be finite and >= 0, not {v}"));
+            }
+        }
+        if let Adaptability::Gains(g) = &hw.adc.adaptability
+            && (g.is_empty() || g.iter().any(|x| !(*x > 0.0 && x.is_finite())))
+        {
+            return bad(format!(
+                "ADC gains must be a non-empty list of positive numbers, not {g:?}"
+            ));
+        }
+        Ok(Tile {
+            hw: hw.clone(),
+            path: kernel::detect(),
+            tables: HashMap::new(),
+        })
+    }
+
+    /// Forces a popcount kernel (for differential tests and benchmarks); results are identical.
+    pub fn with_kernel(mut self, path: KernelPath) -> Tile {
+        self.path = path;
+        self
+    }
+
+    /// The hardware.
+    pub fn hardware(&self) -> &HardwareConfig {
+        &self.hw
+    }
+
+    /// Writes `m` into arrays. `placement` identifies where (which arrays) it goes, which fixes
+    /// the static column mismatch it sees. Counts the bits written.
+    pub fn program(
+        &self,
+        m: &StoredMatrix<'_>,
+        placement: u64,
+        ev: &mut Events,
+    ) -> Result<Programmed, SimError> {
+        let mut p = matrix::pack(m, self.hw.rows as usize)?;
+        ev.bits_written += (m.codes.len() as u64) * m.bits as u64;
+        if self.hw.noise.gain_mismatch > 0.0 {
+            let (bits, cols, outputs) = (p.bits as usize, self.hw.cols as u64, p.outputs);
+            let col_tiles = p.col_tiles(cols as usize) as u64;
+            p.gain = vec![1.0; p.row_tiles() * bits * outputs];
+            for t in 0..p.row_tiles() {
+                for m in 0..bits {
+                    for j in 0..outputs {
+                        let column = (j * bits + m) as u64;
+                        let array = noise::mix(placement) ^ (t as u64 * col_tiles + column / cols);
+                        let eps =
+                            noise::static_normal(self.hw.noise.chip_seed, array, column % cols);
+                        p.gain[(t * bits + m) * outputs + j] =
+                            (1.0 + self.hw.noise.gain_mismatch * eps) as f32;
+                    }
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Number of input planes (gains) an input of this kind uses on this chip.
+    pub fn planes(&self, x: &InputBatch<'_>) -> Result<usize, SimError> {
+        Ok(Schedule::new(&self.hw, x)?.planes)
+    }
+
+    fn check_gain(&self, g: f64) -> Result<(), SimError> {
+        if !(g > 0.0 && g.is_finite()) {
+            return Err(SimError::BadParameter(format!(
+                "ADC gain must be positive, not {g}"
+            )));
+        }
+        if let Adaptability::Gains(list) = &self.hw.adc.adaptability
+            && !list.iter().any(|x| (x - g).abs() <= 1e-9 * g.max(1.0))
+        {
+            return Err(SimError::BadParameter(format!(
+                "ADC gain {g} is not one of the chip's gains {list:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `y = W·x` for every input vector (row of `x`): returns `n x outputs`, in the units of the
+    /// codes (integer products; radix-4 inputs as `±4^-k`). `seed` fixes the conversion noise;
+    /// each input vector has its own stream, so results do not depend on evaluation order.
+    pub fn mvm(
+        &mut self,
+        w: &Programmed,
+        x: &InputBatch<'_>,
+        gains: &Gains,
+        seed: u64,
+        ev: &mut Events,
+    ) -> Result<Array2<f64>, SimError> {
+        let (n, red) = x.dim();
+        if red != w.reduction {
+            return Err(SimError::BadOperand(format!(
+                "input length {red} does not match the stored matrix's {}",
+                w.reduction
+            )));
+        }
+        if w.tile_rows != self.hw.rows as usize {
+            return Err(SimError::BadOperand(
+                "matrix was programmed for another array size".into(),
+            ));
+        }
+        let sched = Schedule::new(&self.hw, x)?;
+        let gain_of: Vec<f64> = match gains {
+            Gains::Uniform(g) => vec![*g; sched.planes],
+            Gains::PerPlane(v) if v.len() == sched.planes => v.clone(),
+            Gains::PerPlane(v) => {
+                return Err(SimError::BadParameter(format!(
+                    "{} gains given for {} planes",
+                    v.len(),
+                    sched.planes
+                )));
+            }
+        };
+        for &g in &gain_of {
+            self.check_gain(g)?;
+        }
+        let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
+        let mut out = Array2::<f64>::zeros((n, outputs));
+        let mut masks = vec![0u64; sched.masks * words];
+        let mut counts = vec![0u32; outputs];
+        let mut sums = vec![0i64; outputs];
+        let mut real_sums = vec![0f64; outputs];
+        let exact = sched.exact_levels && w.gain.is_empty();
+        let hw = &self.hw;
+        let full_rows = hw.rows as f64;
+        let bit_weights: Vec<f64> = (0..w.bits).map(|m| w.bit_weight(m)).collect();
+
+        for row in 0..n {
+            let mut rng = noise::stream(seed, row as u64);
+            let out_row = out.row_mut(row).into_slice().expect("standard layout");
+            for t in 0..w.row_tiles() {
+                let rows_here = w.rows_in(t);
+                sched.fill_masks(x, row, t * w.tile_rows, rows_here, words, &mut masks)?;
+                let noise_rows = match hw.noise.scaling {
+                    NoiseScaling::PhysicalRows => full_rows,
+                    NoiseScaling::DrivenRows => rows_here as f64,
+                };
+                for g in &sched.groups {
+                    let driven: u64 = g
+                        .terms
+                        .iter()
+                        .map(|tm| {
+                            masks[tm.mask * words..(tm.mask + 1) * words]
+                                .iter()
+                                .map(|x| x.count_ones() as u64)
+                                .sum::<u64>()
+                        })
+                        .sum();
+                    let conversions = (outputs * bits) as u64;
+                    if driven == 0 && hw.skip_empty_planes {
+                        ev.skipped_planes += 1;
+                        ev.skipped_conversions += conversions;
+                        continue;
+                    }
+                    ev.conversions += conversions;
+                    ev.column_evals += conversions;
+                    ev.shift_adds += conversions;
+                    ev.input_bits += driven;
+                    let gain = gain_of[g.plane];
+                    let conv = Converter::new(
+                        hw.adc.bits,
+                        hw.adc.zero,
+                        hw.noise.sigma_lsb,
+                        full_rows,
+                        noise_rows,
+                        g.level_max,
+                        gain,
+                    );
+                    let key = [
+                        conv.lsb.to_bits(),
+                        conv.sigma_counts.to_bits(),
+                        conv.cmin as u64,
+                        (rows_here as u64) << 32 | u64::from(g.signed_sum),
+                    ];
+                    let vmax = (rows_here as f64 * g.level_max) as i64;
+                    let vmin = if g.signed_sum { -vmax } else { 0 };
+                    let table = self
+                        .tables
+                        .entry(key)
+                        .or_insert_with(|| CodeTable::new(conv, vmin, vmax));
+                    for (m, &bit_weight) in bit_weights.iter().enumerate() {
+                        let scale = g.weight * bit_weight * conv.lsb;
+                        sums.fill(0);
+                        real_sums.fill(0.0);
+                        for tm in &g.terms {
+                            counts.fill(0);
+                            let mask = &masks[tm.mask * words..(tm.mask + 1) * words];
+                            let planes = &w.planes[((t * bits + m) * words) * outputs
+                                ..((t * bits + m + 1) * words) * outputs];
+                            kernel::accumulate(self.path, mask, planes, outputs, &mut counts);
+                            if exact {
+                                for (s, &c) in sums.iter_mut().zip(&counts) {
+                                    *s += tm.level * c as i64;
+                                }
+                            } else {
+                                for (s, &c) in real_sums.iter_mut().zip(&counts) {
+                                    *s += tm.level_actual * c as f64;
+                                }
+                            }
+                        }
+                        if exact {
+                            for (o, &v) in out_row.iter_mut().zip(&sums) {
+                                *o += scale * table.sample(v, &mut rng) as f64;
+                            }
+                        } else {
+                            let gains = if w.gain.is_empty() {
+                                None
+                            } else {
+                                Some(
+                                    &w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs],
+                                )
+                            };
+                            for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
+                                let v = gains.map_or(v, |gs| v * gs[j] as f64);
+                                *o += scale * conv.sample_direct(v, &mut rng) as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;
