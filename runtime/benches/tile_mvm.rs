@@ -1,0 +1,136 @@
+//! Tile-simulator speed as ratios to an f32 GEMM of the same shape, measured in the same run.
+//!
+//! `cargo bench -p imcc-runtime --bench tile_mvm`
+//!
+//! - forward: INT4 x INT4, a 784x256 layer (stored 256 x 784), batch 64, bit-serial inputs
+//!   (4 planes x 4 weight bits = 16 conversions per output per row-tile), noise on;
+//! - backward: FP4 x INT4, the same layer's `Wᵀ·δ` (stored 784 x 256), batch 64, radix-4
+//!   exponent planes with two sign passes, noise on.
+
+use imcc_runtime::config::*;
+use imcc_runtime::formats::radix4;
+use imcc_runtime::sim::{kernel, Events, Gains, InputBatch, StoredMatrix, Tile};
+use ndarray::{Array2, ArrayView2};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn chip() -> HardwareConfig {
+    HardwareConfig {
+        rows: 1152,
+        cols: 256,
+        cores: 16,
+        input: InputMode::BitSerial,
+        signs: SignMode::TwoPass,
+        skip_empty_planes: true,
+        adc: AdcConfig { bits: 8, adaptability: Adaptability::Full, zero: AdcZero::Unsigned },
+        noise: NoiseConfig { sigma_lsb: 0.05, scaling: NoiseScaling::PhysicalRows, gain_mismatch: 0.0, dac_error: 0.0, chip_seed: 1 },
+        energy: ImcEnergy { column_eval: 0.35e-12, adc_conversion: 0.75e-12, shift_add: 0.1e-12, array_write_bit: 0.05e-12, move_bit: 0.02e-12 },
+        digital: DigitalEnergy {
+            node_scale: 0.3,
+            int4_add: 0.015e-12,
+            int4_mult: 0.05e-12,
+            int8_add: 0.03e-12,
+            int8_mult: 0.2e-12,
+            int32_add: 0.1e-12,
+            int32_mult: 3.1e-12,
+            fp16_add: 0.4e-12,
+            fp16_mult: 1.1e-12,
+            fp32_add: 0.9e-12,
+            fp32_mult: 3.7e-12,
+            sram_read_64b: 10e-12,
+            dram_access_64b: 1.3e-9,
+            sram_reads_per_mac: 0.5,
+            dram_bits_per_weight: 0.0,
+        },
+    }
+}
+
+/// Median wall time of `f` over `reps` runs after a warm-up, in seconds.
+fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[reps / 2]
+}
+
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>) -> f64 {
+    median(31, || {
+        black_box(a.dot(&b));
+    })
+}
+
+fn main() {
+    let mut s = 7u64;
+    let (batch, n_in, n_out) = (64usize, 784usize, 256usize);
+    let w = Array2::from_shape_fn((n_out, n_in), |_| (lcg(&mut s) % 15) as i32 - 7);
+    let x = Array2::from_shape_fn((batch, n_in), |_| (lcg(&mut s) % 16) as i32);
+    // Errors: a realistic radix-4 spread, GradScale'd, quantized on the even grid.
+    let d = Array2::from_shape_fn((batch, n_out), |_| {
+        let u = (lcg(&mut s) % 1_000_000) as f32 / 1e6;
+        let sign = if lcg(&mut s) % 2 == 0 { 1.0 } else { -1.0 };
+        sign * u.powi(3)
+    });
+    let sc = radix4::gradscale(radix4::max_abs(&d));
+    let mut dcodes = Array2::<i8>::zeros(d.dim());
+    radix4::encode(&d, 8, Phase::Even, sc, &mut dcodes);
+    let wt = w.t().as_standard_layout().to_owned();
+
+    let hw = chip();
+    println!("tile simulator vs f32 GEMM of the same shape (median of 31 runs, one thread)");
+    println!("popcount kernel: {:?}", kernel::detect());
+    for path in [kernel::detect(), kernel::KernelPath::Portable] {
+        let mut tile = Tile::new(&hw).expect("chip").with_kernel(path);
+        let mut ev = Events::default();
+        let fwd = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 1, &mut ev).expect("program");
+        let bwd = tile.program(&StoredMatrix { codes: wt.view(), bits: 4, signed: true }, 2, &mut ev).expect("program");
+        let xin = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
+        let din = InputBatch::Radix4 { codes: dcodes.view(), levels: 8 };
+        let mut seed = 0u64;
+        let mut ev_f = Events::default();
+        let t_fwd = median(31, || {
+            seed += 1;
+            ev_f = Events::default();
+            black_box(tile.mvm(&fwd, &xin, &Gains::Uniform(2.0), seed, &mut ev_f).expect("mvm"));
+        });
+        let mut ev_b = Events::default();
+        let t_bwd = median(31, || {
+            seed += 1;
+            ev_b = Events::default();
+            black_box(tile.mvm(&bwd, &din, &Gains::Uniform(2.0), seed, &mut ev_b).expect("mvm"));
+        });
+        let xf = x.mapv(|v| v as f32);
+        let wtf = wt.mapv(|v| v as f32);
+        let g_fwd = gemm(xf.view(), wtf.view());
+        let df = d.clone();
+        let wf = w.mapv(|v| v as f32);
+        let g_bwd = gemm(df.view(), wf.view());
+        println!("\n[{path:?} kernel]");
+        println!(
+            "forward  INT4xINT4 784x256 b64: sim {:.3} ms, f32 GEMM {:.3} ms, ratio {:.2}x ({} conversions, {:.1} ns each)",
+            t_fwd * 1e3,
+            g_fwd * 1e3,
+            t_fwd / g_fwd,
+            ev_f.conversions,
+            t_fwd * 1e9 / ev_f.conversions as f64
+        );
+        println!(
+            "backward FP4xINT4 784x256 b64: sim {:.3} ms, f32 GEMM {:.3} ms, ratio {:.2}x ({} conversions, {} planes skipped)",
+            t_bwd * 1e3,
+            g_bwd * 1e3,
+            t_bwd / g_bwd,
+            ev_b.conversions,
+            ev_b.skipped_planes
+        );
+    }
+}
