@@ -9,7 +9,7 @@
 
 use imcc_runtime::config::*;
 use imcc_runtime::formats::radix4;
-use imcc_runtime::sim::{kernel, Events, Gains, InputBatch, StoredMatrix, Tile};
+use imcc_runtime::sim::{Events, Gains, InputBatch, StoredMatrix, Tile, kernel};
 use ndarray::{Array2, ArrayView2};
 use std::hint::black_box;
 use std::time::Instant;
@@ -22,9 +22,25 @@ fn chip() -> HardwareConfig {
         input: InputMode::BitSerial,
         signs: SignMode::TwoPass,
         skip_empty_planes: true,
-        adc: AdcConfig { bits: 8, adaptability: Adaptability::Full, zero: AdcZero::Unsigned },
-        noise: NoiseConfig { sigma_lsb: 0.05, scaling: NoiseScaling::PhysicalRows, gain_mismatch: 0.0, dac_error: 0.0, chip_seed: 1 },
-        energy: ImcEnergy { column_eval: 0.35e-12, adc_conversion: 0.75e-12, shift_add: 0.1e-12, array_write_bit: 0.05e-12, move_bit: 0.02e-12 },
+        adc: AdcConfig {
+            bits: 8,
+            adaptability: Adaptability::Full,
+            zero: AdcZero::Unsigned,
+        },
+        noise: NoiseConfig {
+            sigma_lsb: 0.05,
+            scaling: NoiseScaling::PhysicalRows,
+            gain_mismatch: 0.0,
+            dac_error: 0.0,
+            chip_seed: 1,
+        },
+        energy: ImcEnergy {
+            column_eval: 0.35e-12,
+            adc_conversion: 0.75e-12,
+            shift_add: 0.1e-12,
+            array_write_bit: 0.05e-12,
+            move_bit: 0.02e-12,
+        },
         digital: DigitalEnergy {
             node_scale: 0.3,
             int4_add: 0.015e-12,
@@ -60,7 +76,9 @@ fn median(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -92,22 +110,55 @@ fn main() {
     for path in [kernel::detect(), kernel::KernelPath::Portable] {
         let mut tile = Tile::new(&hw).expect("chip").with_kernel(path);
         let mut ev = Events::default();
-        let fwd = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 1, &mut ev).expect("program");
-        let bwd = tile.program(&StoredMatrix { codes: wt.view(), bits: 4, signed: true }, 2, &mut ev).expect("program");
-        let xin = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
-        let din = InputBatch::Radix4 { codes: dcodes.view(), levels: 8 };
+        let fwd = tile
+            .program(
+                &StoredMatrix {
+                    codes: w.view(),
+                    bits: 4,
+                    signed: true,
+                },
+                1,
+                &mut ev,
+            )
+            .expect("program");
+        let bwd = tile
+            .program(
+                &StoredMatrix {
+                    codes: wt.view(),
+                    bits: 4,
+                    signed: true,
+                },
+                2,
+                &mut ev,
+            )
+            .expect("program");
+        let xin = InputBatch::Int {
+            codes: x.view(),
+            bits: 4,
+            signed: false,
+        };
+        let din = InputBatch::Radix4 {
+            codes: dcodes.view(),
+            levels: 8,
+        };
         let mut seed = 0u64;
         let mut ev_f = Events::default();
         let t_fwd = median(31, || {
             seed += 1;
             ev_f = Events::default();
-            black_box(tile.mvm(&fwd, &xin, &Gains::Uniform(2.0), seed, &mut ev_f).expect("mvm"));
+            black_box(
+                tile.mvm(&fwd, &xin, &Gains::Uniform(2.0), seed, &mut ev_f)
+                    .expect("mvm"),
+            );
         });
         let mut ev_b = Events::default();
         let t_bwd = median(31, || {
             seed += 1;
             ev_b = Events::default();
-            black_box(tile.mvm(&bwd, &din, &Gains::Uniform(2.0), seed, &mut ev_b).expect("mvm"));
+            black_box(
+                tile.mvm(&bwd, &din, &Gains::Uniform(2.0), seed, &mut ev_b)
+                    .expect("mvm"),
+            );
         });
         let xf = x.mapv(|v| v as f32);
         let wtf = wt.mapv(|v| v as f32);

@@ -81,41 +81,72 @@ fn phi(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// The code distribution of one integer column sum.
-#[derive(Debug, Clone)]
+/// Draws with at least this deviation mass (2⁻³² units; 1/16) are sampled one by one; rarer
+/// deviations are found by geometric skipping.
+const COMMON: u32 = 1 << 28;
+
+/// The code distribution of one integer column sum: codes `base ..= base + len`, the draws
+/// below `cum[off + i]` giving `base + i`; the most likely code `mode` covers draws
+/// `lo .. lo + (2³² − dev)`, so `dev` is the probability (2⁻³² units) of any other code.
+#[derive(Debug, Clone, Copy)]
 struct Row {
-    /// The lowest possible code.
-    base: i64,
-    /// `cum[i]`: draws below it give code `base + i`; draws at or above the last give
-    /// `base + cum.len()`. Empty: the code is certain.
-    cum: Box<[u32]>,
+    mode: i32,
+    base: i32,
+    off: u32,
+    len: u32,
+    lo: u32,
+    dev: u32,
 }
+
+const UNBUILT: u32 = u32::MAX;
 
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
 #[derive(Debug, Clone)]
 pub(crate) struct CodeTable {
     conv: Converter,
     vmin: i64,
-    rows: Vec<Option<Row>>,
+    rows: Vec<Row>,
+    cum: Vec<u32>,
+}
+
+/// Reused per-block buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    idx: Vec<u32>,
+    common: Vec<u32>,
 }
 
 impl CodeTable {
     pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
+        let unbuilt = Row {
+            mode: 0,
+            base: 0,
+            off: 0,
+            len: UNBUILT,
+            lo: 0,
+            dev: 0,
+        };
         CodeTable {
             conv,
             vmin,
-            rows: vec![None; (vmax - vmin + 1).max(1) as usize],
+            rows: vec![unbuilt; (vmax - vmin + 1).max(1) as usize],
+            cum: Vec::new(),
         }
     }
 
-    fn build(&self, v: i64) -> Row {
-        let c = &self.conv;
+    fn build(&mut self, v: i64) -> Row {
+        let c = self.conv;
         let u = v as f64 / c.lsb;
         let s = c.sigma_counts / c.lsb;
         if s == 0.0 {
+            let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
             return Row {
-                base: (u.round() as i64).clamp(c.cmin, c.cmax),
-                cum: Box::new([]),
+                mode: code,
+                base: code,
+                off: 0,
+                len: 0,
+                lo: 0,
+                dev: 0,
             };
         }
         let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
@@ -133,25 +164,123 @@ impl CodeTable {
         while cum.last() == Some(&u32::MAX) {
             cum.pop();
         }
-        Row {
-            base,
-            cum: cum.into_boxed_slice(),
-        }
+        // The mode: the widest interval between thresholds.
+        let edges = |i: usize| -> (u64, u64) {
+            let a = if i == 0 { 0 } else { cum[i - 1] as u64 };
+            let b = if i == cum.len() {
+                1u64 << 32
+            } else {
+                cum[i] as u64
+            };
+            (a, b)
+        };
+        let mode_i = (0..=cum.len()).max_by_key(|&i| {
+            let (a, b) = edges(i);
+            (b - a, std::cmp::Reverse(i))
+        });
+        let mode_i = mode_i.unwrap_or(0);
+        let (a, b) = edges(mode_i);
+        let row = Row {
+            mode: (base + mode_i as i64) as i32,
+            base: base as i32,
+            off: self.cum.len() as u32,
+            len: cum.len() as u32,
+            lo: a as u32,
+            dev: ((1u64 << 32) - (b - a)) as u32,
+        };
+        self.cum.extend_from_slice(&cum);
+        row
     }
 
-    /// Samples the code of integer sum `v`.
+    #[cold]
+    fn build_row(&mut self, i: usize) {
+        self.rows[i] = self.build(i as i64 + self.vmin);
+    }
+
+    /// The code for draw `r` (a 32-bit uniform) under `row`.
     #[inline]
-    pub fn sample<R: Rng>(&mut self, v: i64, rng: &mut R) -> i64 {
-        let i = (v - self.vmin) as usize;
-        if self.rows[i].is_none() {
-            self.rows[i] = Some(self.build(v));
+    fn code_for(&self, row: Row, r: u64) -> i32 {
+        let cum = &self.cum[row.off as usize..(row.off + row.len) as usize];
+        row.base + cum.iter().map(|&t| u32::from(t as u64 <= r)).sum::<u32>() as i32
+    }
+
+    /// Converts a block of integer sums, adding `scale·code` to `out[j]`. Each conversion gets
+    /// its own noise, exactly in distribution: likely deviations from the most likely code are
+    /// drawn one by one, rare ones by geometric skipping over the block (thinning), so a block
+    /// of certain or nearly certain conversions costs almost no random draws.
+    pub fn convert_block<R: Rng>(
+        &mut self,
+        sums: &[i64],
+        scale: f64,
+        out: &mut [f64],
+        rng: &mut R,
+        scratch: &mut Scratch,
+    ) {
+        let k = sums.len();
+        scratch.idx.resize(k, 0);
+        scratch.common.resize(k, 0);
+        for &v in sums {
+            let i = (v - self.vmin) as usize;
+            if self.rows[i].len == UNBUILT {
+                self.build_row(i);
+            }
         }
-        let row = self.rows[i].as_ref().expect("just built");
-        if row.cum.is_empty() {
-            return row.base;
+        // Branch-free pass: the most likely codes, and which conversions need their own draw.
+        let mut q_dev = 0u32;
+        let mut n_common = 0usize;
+        let rows = &self.rows;
+        for (j, ((&v, o), idx)) in sums
+            .iter()
+            .zip(out.iter_mut())
+            .zip(scratch.idx.iter_mut())
+            .enumerate()
+        {
+            let i = (v - self.vmin) as usize;
+            let row = rows[i];
+            *o += scale * row.mode as f64;
+            *idx = i as u32;
+            let common = row.dev >= COMMON;
+            scratch.common[n_common] = j as u32;
+            n_common += usize::from(common);
+            q_dev = q_dev.max(if common { 0 } else { row.dev });
         }
-        let r = rng.next_u32();
-        row.base + row.cum.partition_point(|&t| t <= r) as i64
+        scratch.common.truncate(n_common);
+        for &j in &scratch.common {
+            let row = self.rows[scratch.idx[j as usize] as usize];
+            let code = self.code_for(row, rng.next_u32() as u64);
+            out[j as usize] += scale * (code - row.mode) as f64;
+        }
+        if q_dev == 0 {
+            return;
+        }
+        // Candidates at rate q = q_dev/2³², each accepted with probability dev_j/q_dev.
+        let ln1q = libm::log1p(-(q_dev as f64) / 4294967296.0);
+        let mut j = 0usize;
+        loop {
+            let u = ((rng.next_u64() >> 11) + 1) as f64 / 9007199254740992.0; // (0, 1]
+            let gap = libm::log(u) / ln1q;
+            j = j.saturating_add(if gap.is_finite() {
+                gap as usize
+            } else {
+                usize::MAX
+            });
+            if j >= k {
+                break;
+            }
+            let row = self.rows[scratch.idx[j] as usize];
+            if row.dev > 0 && row.dev < COMMON {
+                let r2 = rng.next_u32() as u64;
+                if r2 * (q_dev as u64) < (row.dev as u64) << 32 {
+                    // A deviation: a draw uniform over everything but the mode's interval.
+                    let d = (rng.next_u32() as u64 * row.dev as u64) >> 32;
+                    let width = (1u64 << 32) - row.dev as u64;
+                    let r = if d >= row.lo as u64 { d + width } else { d };
+                    let code = self.code_for(row, r);
+                    out[j] += scale * (code - row.mode) as f64;
+                }
+            }
+            j += 1;
+        }
     }
 }
 
@@ -167,12 +296,14 @@ mod tests {
         let conv = Converter::new(8, AdcZero::Unsigned, 0.5, 1152.0, 1152.0, 1.0, 4.0);
         let mut table = CodeTable::new(conv, 0, 1152);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-        let n = 200_000;
+        let n = 200_000 / 64 * 64;
         for v in [0i64, 3, 10, 57] {
             let mut h_table = std::collections::BTreeMap::<i64, u32>::new();
             let mut h_direct = std::collections::BTreeMap::<i64, u32>::new();
+            for code in sample_codes(&mut table, v, n, &mut rng) {
+                *h_table.entry(code).or_default() += 1;
+            }
             for _ in 0..n {
-                *h_table.entry(table.sample(v, &mut rng)).or_default() += 1;
                 *h_direct
                     .entry(conv.sample_direct(v as f64, &mut rng))
                     .or_default() += 1;
@@ -189,23 +320,62 @@ mod tests {
         }
     }
 
+    /// Codes of `n` conversions of sum `v`, through the block converter (blocks of 64).
+    fn sample_codes(
+        table: &mut CodeTable,
+        v: i64,
+        n: usize,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Vec<i64> {
+        let mut scratch = Scratch::default();
+        let mut codes = Vec::new();
+        for _ in 0..n / 64 {
+            let mut out = vec![0.0; 64];
+            table.convert_block(&[v; 64], 1.0, &mut out, rng, &mut scratch);
+            codes.extend(out.iter().map(|&c| c as i64));
+        }
+        codes
+    }
+
+    #[test]
+    fn rare_deviations_by_skipping_have_the_right_rate() {
+        // Low noise: at v = 0, a deviation to code 1 needs z > LSB/2 (about 5σ here).
+        let conv = Converter::new(8, AdcZero::Unsigned, 0.05, 1152.0, 1152.0, 1.0, 2.0);
+        let mut table = CodeTable::new(conv, 0, 1152);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let s = conv.sigma_counts / conv.lsb;
+        let p = 0.5 * libm::erfc(0.5 / s / std::f64::consts::SQRT_2);
+        let n = 6_400_000;
+        let hits = sample_codes(&mut table, 0, n, &mut rng)
+            .iter()
+            .filter(|&&c| c == 1)
+            .count() as f64;
+        let expect = p * n as f64;
+        assert!(
+            (hits - expect).abs() < 5.0 * expect.sqrt() + 2.0,
+            "{hits} deviations, expected {expect}"
+        );
+    }
+
     #[test]
     fn unsigned_adc_clips_negative_noise_upward() {
         // v = 0 with noise: codes are >= 0, so the mean is biased above zero.
         let conv = Converter::new(8, AdcZero::Unsigned, 0.5, 1152.0, 1152.0, 1.0, 1.0);
         let mut table = CodeTable::new(conv, 0, 1152);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-        let mean: f64 = (0..10_000)
-            .map(|_| table.sample(0, &mut rng) as f64)
+        let mean: f64 = sample_codes(&mut table, 0, 10_048, &mut rng)
+            .iter()
+            .map(|&c| c as f64)
             .sum::<f64>()
-            / 10_000.0;
+            / 10_048.0;
         assert!(mean > 0.1, "{mean}");
         let signed = Converter::new(8, AdcZero::Signed, 0.5, 1152.0, 1152.0, 1.0, 1.0);
         let mut t2 = CodeTable::new(signed, -1152, 1152);
-        let mean2: f64 = (0..10_000)
-            .map(|_| t2.sample(0, &mut rng) as f64)
+        let mean2: f64 = sample_codes(&mut t2, 0, 10_048, &mut rng)
+            .iter()
+            .map(|&c| c as f64)
             .sum::<f64>()
-            / 10_000.0;
+            / 10_048.0;
         assert!(mean2.abs() < 0.05, "{mean2}");
     }
 }

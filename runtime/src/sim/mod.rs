@@ -229,6 +229,7 @@ impl Tile {
         let hw = &self.hw;
         let full_rows = hw.rows as f64;
         let bit_weights: Vec<f64> = (0..w.bits).map(|m| w.bit_weight(m)).collect();
+        let mut scratch = adc::Scratch::default();
 
         for row in 0..n {
             let mut rng = noise::stream(seed, row as u64);
@@ -304,9 +305,7 @@ impl Tile {
                             }
                         }
                         if exact {
-                            for (o, &v) in out_row.iter_mut().zip(&sums) {
-                                *o += scale * table.sample(v, &mut rng) as f64;
-                            }
+                            table.convert_block(&sums, scale, out_row, &mut rng, &mut scratch);
                         } else {
                             let gains = if w.gain.is_empty() {
                                 None
