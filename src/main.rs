@@ -1,5 +1,6 @@
 //! `imcc`: the command line of the imcc compiler and simulator.
 
+mod quantize;
 mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -56,6 +57,22 @@ enum Command {
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     Reference,
+    /// Quantize numbers read from standard input (whitespace-separated decimals) and print
+    /// one dequantized value per line.
+    ///
+    /// The scale is the GradScale factor `s` for radix-4 formats (values are `Q(x·s)/s`) and
+    /// the clip range for integer formats (SAWB alpha, INT8 max). Exit status 1 on bad input.
+    Quantize {
+        /// `radix4` (even grid), `radix4-odd`, `int4-sawb`, `int4-pact:ALPHA` or `int8`.
+        #[arg(long)]
+        format: quantize::Format,
+        /// `auto` (from the data) or a positive number.
+        #[arg(long, default_value = "auto")]
+        scale: String,
+        /// Print `{"scale": s, "values": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,6 +107,11 @@ fn main() -> ExitCode {
             check(&files, message_format, color, deny_warnings)
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
+        Command::Quantize {
+            format,
+            scale,
+            json,
+        } => run_quantize(format, &scale, json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
@@ -160,6 +182,44 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
         }
     }
     ExitCode::from(worst)
+}
+
+fn run_quantize(format: quantize::Format, scale: &str, json: bool) -> ExitCode {
+    let scale = match scale {
+        "auto" => None,
+        s => match s.parse::<f32>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                eprintln!("error: --scale must be `auto` or a number, not `{s}`");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut text = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+        eprintln!("error: cannot read standard input: {e}");
+        return ExitCode::from(1);
+    }
+    let result = quantize::parse_numbers(&text).and_then(|x| quantize::quantize(format, &x, scale));
+    match result {
+        Ok((s, values)) => {
+            let mut out = std::io::stdout().lock();
+            let _ = if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "scale": s, "values": values })
+                )
+            } else {
+                values.iter().try_for_each(|v| writeln!(out, "{v}"))
+            };
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn plural(n: usize, what: &str) -> String {

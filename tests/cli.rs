@@ -226,3 +226,70 @@ fn usage_errors_exit_2() {
     assert_eq!(imcc(&["check"]).status.code(), Some(2));
     assert_eq!(imcc(&["frobnicate"]).status.code(), Some(2));
 }
+
+fn imcc_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imcc"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("imcc runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("exits")
+}
+
+#[test]
+fn quantize_reproduces_the_worked_example() {
+    let out = imcc_stdin(
+        &["quantize", "--format", "radix4"],
+        "0.012 0.0047\n-0.0047 0",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0.015625\n0.00390625\n-0.00390625\n0\n"
+    );
+    let out = imcc_stdin(
+        &["quantize", "--format", "radix4-odd", "--json"],
+        "0.012 0.0047",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["scale"], 64.0);
+    assert_eq!(v["values"][1], 0.001953125);
+}
+
+#[test]
+fn quantize_integer_formats_and_fixed_scale() {
+    let out = imcc_stdin(&["quantize", "--format", "int4-pact:6"], "-1 2.9 7");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n2.8\n6\n");
+    let out = imcc_stdin(&["quantize", "--format", "radix4", "--scale", "1"], "0.3 2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0.25\n1\n");
+    let out = imcc_stdin(
+        &["quantize", "--format", "int4-sawb", "--json"],
+        "0.1 -0.2 0.3 -0.4",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["scale"].as_f64().expect("alpha") > 0.0);
+}
+
+#[test]
+fn quantize_rejects_bad_input() {
+    for (input, needle) in [
+        ("1 x", "`x` is not a decimal number"),
+        ("1 NaN", "`NaN` is not a finite number"),
+        ("", "no numbers"),
+    ] {
+        let out = imcc_stdin(&["quantize", "--format", "int8"], input);
+        assert_eq!(out.status.code(), Some(1), "{input:?}");
+        assert!(stderr(&out).contains(needle), "{input:?}: {}", stderr(&out));
+    }
+    let out = imcc_stdin(&["quantize", "--format", "fp8"], "1");
+    assert_eq!(out.status.code(), Some(2));
+}
