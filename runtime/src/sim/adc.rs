@@ -81,73 +81,79 @@ fn phi(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// Draws with at least this deviation mass (2⁻³² units; 1/16) are sampled one by one; rarer
+/// Draws with at least this deviation mass (2⁻³² units; 1/256) are sampled one by one; rarer
 /// deviations are found by geometric skipping.
-const COMMON: u32 = 1 << 28;
+const COMMON: u32 = 1 << 24;
 
-/// The code distribution of one integer column sum: codes `base ..= base + len`, the draws
-/// below `cum[off + i]` giving `base + i`; the most likely code `mode` covers draws
-/// `lo .. lo + (2³² − dev)`, so `dev` is the probability (2⁻³² units) of any other code.
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    mode: i32,
+/// How to sample the code of one integer column sum beyond its most likely code: codes
+/// `base ..= base + len`, draws below `cum[off + i]` giving `base + i`; the most likely code
+/// covers draws `lo .. lo + (2³² − dev)`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Meta {
     base: i32,
     off: u32,
     len: u32,
     lo: u32,
-    dev: u32,
 }
 
-const UNBUILT: u32 = u32::MAX;
-
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
+/// Hot data (most likely code, deviation mass) is kept apart from the rarely used rest.
 #[derive(Debug, Clone)]
 pub(crate) struct CodeTable {
     conv: Converter,
     vmin: i64,
-    rows: Vec<Row>,
+    built: Vec<bool>,
+    mode: Vec<i32>,
+    /// Probability (2⁻³² units) of any code but the mode.
+    dev: Vec<u32>,
+    meta: Vec<Meta>,
     cum: Vec<u32>,
 }
 
 /// Reused per-block buffers.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    idx: Vec<u32>,
     common: Vec<u32>,
 }
 
 impl CodeTable {
     pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
-        let unbuilt = Row {
-            mode: 0,
-            base: 0,
-            off: 0,
-            len: UNBUILT,
-            lo: 0,
-            dev: 0,
-        };
+        let n = (vmax - vmin + 1).max(1) as usize;
         CodeTable {
             conv,
             vmin,
-            rows: vec![unbuilt; (vmax - vmin + 1).max(1) as usize],
+            built: vec![false; n],
+            mode: vec![0; n],
+            dev: vec![0; n],
+            meta: vec![Meta::default(); n],
             cum: Vec::new(),
         }
     }
 
-    fn build(&mut self, v: i64) -> Row {
+    /// The table index of integer sum `v`.
+    #[inline]
+    pub fn index(&self, v: i64) -> u32 {
+        (v - self.vmin) as u32
+    }
+
+    #[cold]
+    fn build(&mut self, i: usize) {
         let c = self.conv;
+        let v = i as i64 + self.vmin;
         let u = v as f64 / c.lsb;
         let s = c.sigma_counts / c.lsb;
+        self.built[i] = true;
         if s == 0.0 {
             let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
-            return Row {
-                mode: code,
+            self.mode[i] = code;
+            self.dev[i] = 0;
+            self.meta[i] = Meta {
                 base: code,
                 off: 0,
                 len: 0,
                 lo: 0,
-                dev: 0,
             };
+            return;
         }
         let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
         let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
@@ -165,90 +171,76 @@ impl CodeTable {
             cum.pop();
         }
         // The mode: the widest interval between thresholds.
-        let edges = |i: usize| -> (u64, u64) {
-            let a = if i == 0 { 0 } else { cum[i - 1] as u64 };
-            let b = if i == cum.len() {
+        let edges = |k: usize| -> (u64, u64) {
+            let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
+            let b = if k == cum.len() {
                 1u64 << 32
             } else {
-                cum[i] as u64
+                cum[k] as u64
             };
             (a, b)
         };
-        let mode_i = (0..=cum.len()).max_by_key(|&i| {
-            let (a, b) = edges(i);
-            (b - a, std::cmp::Reverse(i))
+        let mode_k = (0..=cum.len()).max_by_key(|&k| {
+            let (a, b) = edges(k);
+            (b - a, std::cmp::Reverse(k))
         });
-        let mode_i = mode_i.unwrap_or(0);
-        let (a, b) = edges(mode_i);
-        let row = Row {
-            mode: (base + mode_i as i64) as i32,
+        let mode_k = mode_k.unwrap_or(0);
+        let (a, b) = edges(mode_k);
+        self.mode[i] = (base + mode_k as i64) as i32;
+        self.dev[i] = ((1u64 << 32) - (b - a)) as u32;
+        self.meta[i] = Meta {
             base: base as i32,
             off: self.cum.len() as u32,
             len: cum.len() as u32,
             lo: a as u32,
-            dev: ((1u64 << 32) - (b - a)) as u32,
         };
         self.cum.extend_from_slice(&cum);
-        row
     }
 
-    #[cold]
-    fn build_row(&mut self, i: usize) {
-        self.rows[i] = self.build(i as i64 + self.vmin);
-    }
-
-    /// The code for draw `r` (a 32-bit uniform) under `row`.
+    /// The code for draw `r` (a 32-bit uniform) at index `i`.
     #[inline]
-    fn code_for(&self, row: Row, r: u64) -> i32 {
-        let cum = &self.cum[row.off as usize..(row.off + row.len) as usize];
-        row.base + cum.iter().map(|&t| u32::from(t as u64 <= r)).sum::<u32>() as i32
+    fn code_for(&self, i: usize, r: u64) -> i32 {
+        let m = self.meta[i];
+        let cum = &self.cum[m.off as usize..(m.off + m.len) as usize];
+        m.base + cum.iter().map(|&t| u32::from(t as u64 <= r)).sum::<u32>() as i32
     }
 
-    /// Converts a block of integer sums, adding `scale·code` to `out[j]`. Each conversion gets
-    /// its own noise, exactly in distribution: likely deviations from the most likely code are
-    /// drawn one by one, rare ones by geometric skipping over the block (thinning), so a block
-    /// of certain or nearly certain conversions costs almost no random draws.
+    /// Converts a block of column sums given by table index, adding `weight·code` to `acc[j]`.
+    /// Each conversion gets its own noise, exactly in distribution: likely deviations from the
+    /// most likely code are drawn one by one, rare ones by geometric skipping over the block
+    /// (thinning), so a block of certain or nearly certain conversions costs almost no draws.
     pub fn convert_block<R: Rng>(
         &mut self,
-        sums: &[i64],
-        scale: f64,
-        out: &mut [f64],
+        idx: &[u32],
+        weight: i64,
+        acc: &mut [i64],
         rng: &mut R,
         scratch: &mut Scratch,
     ) {
-        let k = sums.len();
-        scratch.idx.resize(k, 0);
-        scratch.common.resize(k, 0);
-        for &v in sums {
-            let i = (v - self.vmin) as usize;
-            if self.rows[i].len == UNBUILT {
-                self.build_row(i);
+        let k = idx.len();
+        for &i in idx {
+            if !self.built[i as usize] {
+                self.build(i as usize);
             }
         }
+        scratch.common.resize(k, 0);
         // Branch-free pass: the most likely codes, and which conversions need their own draw.
+        let (mode, dev) = (&self.mode, &self.dev);
         let mut q_dev = 0u32;
         let mut n_common = 0usize;
-        let rows = &self.rows;
-        for (j, ((&v, o), idx)) in sums
-            .iter()
-            .zip(out.iter_mut())
-            .zip(scratch.idx.iter_mut())
-            .enumerate()
-        {
-            let i = (v - self.vmin) as usize;
-            let row = rows[i];
-            *o += scale * row.mode as f64;
-            *idx = i as u32;
-            let common = row.dev >= COMMON;
+        for (j, (&i, a)) in idx.iter().zip(acc.iter_mut()).enumerate() {
+            let i = i as usize;
+            *a += weight * mode[i] as i64;
+            let d = dev[i];
+            let common = d >= COMMON;
             scratch.common[n_common] = j as u32;
             n_common += usize::from(common);
-            q_dev = q_dev.max(if common { 0 } else { row.dev });
+            q_dev = q_dev.max(if common { 0 } else { d });
         }
-        scratch.common.truncate(n_common);
-        for &j in &scratch.common {
-            let row = self.rows[scratch.idx[j as usize] as usize];
-            let code = self.code_for(row, rng.next_u32() as u64);
-            out[j as usize] += scale * (code - row.mode) as f64;
+        for &j in &scratch.common[..n_common] {
+            let i = idx[j as usize] as usize;
+            let code = self.code_for(i, rng.next_u32() as u64);
+            acc[j as usize] += weight * (code - self.mode[i]) as i64;
         }
         if q_dev == 0 {
             return;
@@ -267,16 +259,18 @@ impl CodeTable {
             if j >= k {
                 break;
             }
-            let row = self.rows[scratch.idx[j] as usize];
-            if row.dev > 0 && row.dev < COMMON {
+            let i = idx[j] as usize;
+            let d = self.dev[i];
+            if d > 0 && d < COMMON {
                 let r2 = rng.next_u32() as u64;
-                if r2 * (q_dev as u64) < (row.dev as u64) << 32 {
+                if r2 * (q_dev as u64) < (d as u64) << 32 {
                     // A deviation: a draw uniform over everything but the mode's interval.
-                    let d = (rng.next_u32() as u64 * row.dev as u64) >> 32;
-                    let width = (1u64 << 32) - row.dev as u64;
-                    let r = if d >= row.lo as u64 { d + width } else { d };
-                    let code = self.code_for(row, r);
-                    out[j] += scale * (code - row.mode) as f64;
+                    let x = (rng.next_u32() as u64 * d as u64) >> 32;
+                    let width = (1u64 << 32) - d as u64;
+                    let lo = self.meta[i].lo as u64;
+                    let r = if x >= lo { x + width } else { x };
+                    let code = self.code_for(i, r);
+                    acc[j] += weight * (code - self.mode[i]) as i64;
                 }
             }
             j += 1;
@@ -329,10 +323,11 @@ mod tests {
     ) -> Vec<i64> {
         let mut scratch = Scratch::default();
         let mut codes = Vec::new();
+        let i = table.index(v);
         for _ in 0..n / 64 {
-            let mut out = vec![0.0; 64];
-            table.convert_block(&[v; 64], 1.0, &mut out, rng, &mut scratch);
-            codes.extend(out.iter().map(|&c| c as i64));
+            let mut acc = vec![0i64; 64];
+            table.convert_block(&[i; 64], 1, &mut acc, rng, &mut scratch);
+            codes.extend(acc);
         }
         codes
     }

@@ -56,6 +56,16 @@ impl Programmed {
         (self.outputs * self.bits as usize).div_ceil(cols).max(1)
     }
 
+    /// [`Programmed::bit_weight`] as an integer.
+    pub fn bit_weight_int(&self, m: u32) -> i64 {
+        let w = 1i64 << m;
+        if self.signed && m + 1 == self.bits {
+            -w
+        } else {
+            w
+        }
+    }
+
     /// The digital weight of bit column `m`: `2^m`, negative for a signed matrix's MSB.
     pub fn bit_weight(&self, m: u32) -> f64 {
         let w = (1u64 << m) as f64;

@@ -224,11 +224,12 @@ impl Tile {
         let mut masks = vec![0u64; sched.masks * words];
         let mut counts = vec![0u32; outputs];
         let mut sums = vec![0i64; outputs];
+        let mut idx = vec![0u32; outputs];
+        let mut acc = vec![0i64; outputs];
         let mut real_sums = vec![0f64; outputs];
         let exact = sched.exact_levels && w.gain.is_empty();
         let hw = &self.hw;
         let full_rows = hw.rows as f64;
-        let bit_weights: Vec<f64> = (0..w.bits).map(|m| w.bit_weight(m)).collect();
         let mut scratch = adc::Scratch::default();
 
         for row in 0..n {
@@ -242,11 +243,12 @@ impl Tile {
                     NoiseScaling::DrivenRows => rows_here as f64,
                 };
                 for g in &sched.groups {
+                    let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
                     let driven: u64 = g
                         .terms
                         .iter()
                         .map(|tm| {
-                            masks[tm.mask * words..(tm.mask + 1) * words]
+                            mask_of(tm)
                                 .iter()
                                 .map(|x| x.count_ones() as u64)
                                 .sum::<u64>()
@@ -262,7 +264,6 @@ impl Tile {
                     ev.column_evals += conversions;
                     ev.shift_adds += conversions;
                     ev.input_bits += driven;
-                    let gain = gain_of[g.plane];
                     let conv = Converter::new(
                         hw.adc.bits,
                         hw.adc.zero,
@@ -270,43 +271,86 @@ impl Tile {
                         full_rows,
                         noise_rows,
                         g.level_max,
-                        gain,
+                        gain_of[g.plane],
                     );
-                    let key = [
-                        conv.lsb.to_bits(),
-                        conv.sigma_counts.to_bits(),
-                        conv.cmin as u64,
-                        (rows_here as u64) << 32 | u64::from(g.signed_sum),
-                    ];
-                    let vmax = (rows_here as f64 * g.level_max) as i64;
-                    let vmin = if g.signed_sum { -vmax } else { 0 };
-                    let table = self
-                        .tables
-                        .entry(key)
-                        .or_insert_with(|| CodeTable::new(conv, vmin, vmax));
-                    for (m, &bit_weight) in bit_weights.iter().enumerate() {
-                        let scale = g.weight * bit_weight * conv.lsb;
-                        sums.fill(0);
-                        real_sums.fill(0.0);
-                        for tm in &g.terms {
-                            counts.fill(0);
-                            let mask = &masks[tm.mask * words..(tm.mask + 1) * words];
+                    let plane_scale = g.weight * conv.lsb;
+                    if exact {
+                        let key = [
+                            conv.lsb.to_bits(),
+                            conv.sigma_counts.to_bits(),
+                            conv.cmin as u64,
+                            (rows_here as u64) << 32 | u64::from(g.signed_sum),
+                        ];
+                        let vmax = (rows_here as f64 * g.level_max) as i64;
+                        let vmin = if g.signed_sum { -vmax } else { 0 };
+                        let table = self
+                            .tables
+                            .entry(key)
+                            .or_insert_with(|| CodeTable::new(conv, vmin, vmax));
+                        // Codes accumulate exactly as integers over the weight bits (the
+                        // near-memory shift-and-add); the plane's scale is applied once.
+                        acc.fill(0);
+                        let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
+                        for m in 0..bits {
                             let planes = &w.planes[((t * bits + m) * words) * outputs
                                 ..((t * bits + m + 1) * words) * outputs];
-                            kernel::accumulate(self.path, mask, planes, outputs, &mut counts);
-                            if exact {
-                                for (s, &c) in sums.iter_mut().zip(&counts) {
-                                    *s += tm.level * c as i64;
-                                }
+                            if single {
+                                idx.fill(0);
+                                kernel::accumulate(
+                                    self.path,
+                                    mask_of(&g.terms[0]),
+                                    planes,
+                                    outputs,
+                                    &mut idx,
+                                );
                             } else {
+                                sums.fill(0);
+                                for tm in &g.terms {
+                                    counts.fill(0);
+                                    kernel::accumulate(
+                                        self.path,
+                                        mask_of(tm),
+                                        planes,
+                                        outputs,
+                                        &mut counts,
+                                    );
+                                    for (s, &c) in sums.iter_mut().zip(&counts) {
+                                        *s += tm.level * c as i64;
+                                    }
+                                }
+                                for (i, &s) in idx.iter_mut().zip(&sums) {
+                                    *i = table.index(s);
+                                }
+                            }
+                            table.convert_block(
+                                &idx,
+                                w.bit_weight_int(m as u32),
+                                &mut acc,
+                                &mut rng,
+                                &mut scratch,
+                            );
+                        }
+                        for (o, &a) in out_row.iter_mut().zip(&acc) {
+                            *o += plane_scale * a as f64;
+                        }
+                    } else {
+                        for m in 0..bits {
+                            let planes = &w.planes[((t * bits + m) * words) * outputs
+                                ..((t * bits + m + 1) * words) * outputs];
+                            real_sums.fill(0.0);
+                            for tm in &g.terms {
+                                counts.fill(0);
+                                kernel::accumulate(
+                                    self.path,
+                                    mask_of(tm),
+                                    planes,
+                                    outputs,
+                                    &mut counts,
+                                );
                                 for (s, &c) in real_sums.iter_mut().zip(&counts) {
                                     *s += tm.level_actual * c as f64;
                                 }
                             }
-                        }
-                        if exact {
-                            table.convert_block(&sums, scale, out_row, &mut rng, &mut scratch);
-                        } else {
                             let gains = if w.gain.is_empty() {
                                 None
                             } else {
@@ -314,6 +358,7 @@ impl Tile {
                                     &w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs],
                                 )
                             };
+                            let scale = plane_scale * w.bit_weight(m as u32);
                             for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
                                 let v = gains.map_or(v, |gs| v * gs[j] as f64);
                                 *o += scale * conv.sample_direct(v, &mut rng) as f64;
