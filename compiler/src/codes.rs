@@ -285,6 +285,14 @@ allowed gains (`adaptability = [1, 8]`) only those gains exist.
 "Each operand role has its own formats: weights `int4_sawb`, `int8`, `f32`; activations
 `int4_pact`, `int8`, `f32`; errors `radix4`, `int8`, `f32`.
 ";
+    SignedDriveUnsignedAdc = "E0506", Error, "signed drive with an unsigned ADC",
+"With `signs = signed`, rows are driven with +1 and -1, so column sums are negative as often as
+positive; an unsigned ADC (`adc { zero = unsigned; }`) clips every negative sum to zero. Use a
+signed or differential ADC, or apply signs in two passes:
+
+    hardware chip { signs = signed; adc { zero = signed; } }
+    hardware chip { signs = two_pass; }
+";
     NoEffect = "W0001", Warning, "setting has no effect",
 "The setting is legal but has no effect under the chosen configuration, for example a DAC level
 error with bit-serial inputs, or a step schedule that never steps. Remove it, or change the

@@ -137,6 +137,52 @@ fn no_effect(span: Span, message: String, label: &str) -> Diagnostic {
 }
 
 fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics) {
+    if let InputMode::Dac { bits, levels } = &hw.input
+        && let Some(span) = ps.span("input")
+    {
+        let powers_of_four = levels
+            .iter()
+            .enumerate()
+            .all(|(j, &l)| l == 4f64.powi(j as i32));
+        if !powers_of_four {
+            diags.push(
+                Diagnostic::new(Code::ValueOutOfRange, "DAC levels must be successive powers of 4 starting at 1")
+                    .primary(span, format!("levels {levels:?}"))
+                    .note("a cycle applies neighbouring radix-4 exponents at once, so its levels are 1, 4, 16, ...")
+                    .help("write e.g. `dac(bits = 5, levels = [1, 4, 16])`"),
+            );
+        } else if let Some(&top) = levels.last()
+            && top > ((1u64 << *bits) - 1) as f64
+        {
+            diags.push(
+                Diagnostic::new(
+                    Code::ValueOutOfRange,
+                    format!("a {bits}-bit DAC cannot apply level {top}"),
+                )
+                .primary(
+                    span,
+                    format!("levels up to {top} need {} bits", (top + 1.0).log2().ceil()),
+                )
+                .help("raise `bits` or drop the top level"),
+            );
+        }
+    }
+    if hw.signs == SignMode::Signed
+        && hw.adc.zero == AdcZero::Unsigned
+        && let Some(span) = ps.span("signs").or(ps.span("adc.zero"))
+    {
+        let mut d = Diagnostic::new(
+            Code::SignedDriveUnsignedAdc,
+            "signed row drive with an unsigned ADC",
+        )
+        .primary(span, "column sums can be negative")
+        .note("an unsigned ADC clips every negative column sum to zero")
+        .help("set `adc { zero = signed; }` (or `differential`), or `signs = two_pass`");
+        if let Some(z) = ps.span("adc.zero") {
+            d = d.secondary(z, "unsigned here");
+        }
+        diags.push(d);
+    }
     if let Some(span) = ps.span("noise.dac_error")
         && hw.input == InputMode::BitSerial
         && hw.noise.dac_error > 0.0

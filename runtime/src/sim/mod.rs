@@ -18,6 +18,7 @@ mod input;
 pub mod kernel;
 mod matrix;
 mod noise;
+pub mod ops;
 
 pub use events::Events;
 pub use input::InputBatch;

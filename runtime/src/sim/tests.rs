@@ -7,7 +7,7 @@ use crate::formats::radix4;
 use ndarray::Array2;
 use proptest::prelude::*;
 
-fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
+pub(crate) fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
     HardwareConfig {
         rows,
         cols,
