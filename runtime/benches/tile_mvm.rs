@@ -96,7 +96,11 @@ fn main() {
     // Errors: a realistic radix-4 spread, GradScale'd, quantized on the even grid.
     let d = Array2::from_shape_fn((batch, n_out), |_| {
         let u = (lcg(&mut s) % 1_000_000) as f32 / 1e6;
-        let sign = if lcg(&mut s) % 2 == 0 { 1.0 } else { -1.0 };
+        let sign = if lcg(&mut s).is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        };
         sign * u.powi(3)
     });
     let sc = radix4::gradscale(radix4::max_abs(&d));
