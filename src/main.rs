@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use imcc_compiler::codes::Code;
 use imcc_compiler::diagnostic::Severity;
 use imcc_compiler::loader::{FsLoader, read_source};
+use imcc_compiler::{Compilation, lower};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,24 @@ enum Command {
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     Reference,
+    /// Lower train blocks to the mapped IR and print it.
+    Lower {
+        /// The file.
+        file: PathBuf,
+        /// Only this train block (default: all of them).
+        #[arg(long)]
+        train: Option<String>,
+        /// What to print: the syntax tree, the IR, the per-layer mapping summary, or the IR as JSON.
+        #[arg(long, value_enum, default_value_t = Emit::Mapping)]
+        emit: Emit,
+        /// Stop after this pass (build, formats, partition, tile, allocate_cores,
+        /// schedule_planes, assign_adc, fuse).
+        #[arg(long)]
+        after: Option<String>,
+        /// Colour of diagnostics: `auto`, `always`, `never`.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
+    },
     /// Quantize numbers read from standard input (whitespace-separated decimals) and print
     /// one dequantized value per line.
     ///
@@ -75,6 +94,14 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Emit {
+    Ast,
+    Ir,
+    Mapping,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum MessageFormat {
     Human,
@@ -91,32 +118,116 @@ enum ColorChoice {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check {
-            files,
-            message_format,
-            color,
-            deny_warnings,
-        } => {
-            let color = match color {
-                ColorChoice::Always => true,
-                ColorChoice::Never => false,
-                ColorChoice::Auto => {
-                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-                }
-            };
-            check(&files, message_format, color, deny_warnings)
+        Command::Check { files, message_format, color, deny_warnings } => {
+            check(&files, message_format, use_color(color), deny_warnings)
+        }
+        Command::Lower { file, train, emit, after, color } => {
+            lower_cmd(&file, train.as_deref(), emit, after.as_deref(), use_color(color))
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
-        Command::Quantize {
-            format,
-            scale,
-            json,
-        } => run_quantize(format, &scale, json),
+        Command::Quantize { format, scale, json } => run_quantize(format, &scale, json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
         }
     }
+}
+
+fn use_color(c: ColorChoice) -> bool {
+    match c {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+/// Compiles `path` and lowers each of its train blocks, adding lowering's diagnostics.
+/// Returns the compilation and the lowered steps (empty when anything failed).
+fn compile_and_lower(
+    path: &std::path::Path,
+    shown: &str,
+    text: &str,
+    after: Option<&str>,
+) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
+    let mut comp = imcc_compiler::compile(path, shown, text, &FsLoader);
+    let mut steps = Vec::new();
+    if let Some(program) = &comp.program {
+        for run in &program.trains {
+            match lower::lower(program, run, after) {
+                Ok(s) => steps.push(s),
+                Err(lower::LowerError::Diagnostics(d)) => comp.diagnostics.extend(d),
+                Err(lower::LowerError::Internal(e)) => {
+                    return Err(format!("internal compiler error while lowering `{}`: {e}", run.name));
+                }
+            }
+        }
+        if comp.has_errors() {
+            comp.program = None;
+            steps.clear();
+        }
+    }
+    Ok((comp, steps))
+}
+
+fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Option<&str>, color: bool) -> ExitCode {
+    let shown = path.display().to_string();
+    let text = match read_source(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read `{shown}`: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(a) = after
+        && !lower::PASSES.contains(&a)
+    {
+        eprintln!("error: unknown pass `{a}`; the passes are {}", lower::PASSES.join(", "));
+        return ExitCode::from(2);
+    }
+    if emit == Emit::Ast {
+        let (file, _) = imcc_compiler::syntax::parse(imcc_compiler::span::FileId(0), &text);
+        println!("{file:#?}");
+        return ExitCode::SUCCESS;
+    }
+    let (comp, steps) = match compile_and_lower(path, &shown, &text, after) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(101);
+        }
+    };
+    for d in &comp.diagnostics {
+        eprint!("{}", render::human(&comp.sources, d, color));
+    }
+    if comp.has_errors() {
+        eprintln!("error: `{shown}` failed to check");
+        return ExitCode::from(1);
+    }
+    let selected: Vec<&imcc_runtime::ir::Step> = steps.iter().filter(|s| train.is_none_or(|t| s.name == t)).collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        match train {
+            Some(t) => {
+                eprintln!("error: `{shown}` has no train block `{t}`; its train blocks are: {}", names.join(", "))
+            }
+            None => eprintln!("error: `{shown}` has no train block to lower"),
+        }
+        return ExitCode::from(2);
+    }
+    for (i, step) in selected.iter().enumerate() {
+        if i > 0 && emit != Emit::Json {
+            println!();
+        }
+        match emit {
+            Emit::Ir => print!("{}", imcc_runtime::ir::text::print(step)),
+            Emit::Mapping => print!("{}", imcc_runtime::ir::text::mapping_summary(step)),
+            Emit::Json => {
+                println!("{}", serde_json::to_string(step).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
+            }
+            Emit::Ast => unreachable!("handled above"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: bool) -> ExitCode {
@@ -133,12 +244,15 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
                 continue;
             }
         };
-        let comp = imcc_compiler::compile(path, &shown, &text, &FsLoader);
-        let errors = comp
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count();
+        let comp = match compile_and_lower(path, &shown, &text, None) {
+            Ok((comp, _)) => comp,
+            Err(e) => {
+                let _ = writeln!(stderr.lock(), "error: {e}");
+                worst = worst.max(101);
+                continue;
+            }
+        };
+        let errors = comp.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
         let warnings = comp.diagnostics.len() - errors;
         for d in comp.diagnostics.iter().take(MAX_RENDERED) {
             match format {
@@ -154,27 +268,15 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
         if let MessageFormat::Human = format {
             let mut err = stderr.lock();
             if comp.diagnostics.len() > MAX_RENDERED {
-                let _ = writeln!(
-                    err,
-                    "note: {} more diagnostics not shown",
-                    comp.diagnostics.len() - MAX_RENDERED
-                );
+                let _ = writeln!(err, "note: {} more diagnostics not shown", comp.diagnostics.len() - MAX_RENDERED);
             }
             let counts = plural(errors, "error")
-                + &if warnings > 0 {
-                    format!(", {}", plural(warnings, "warning"))
-                } else {
-                    String::new()
-                };
+                + &if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
             if failed {
                 let _ = writeln!(err, "error: `{shown}` failed to check: {counts}");
             } else {
                 let runs = comp.program.as_ref().map_or(0, |p| p.trains.len());
-                let _ = writeln!(
-                    stdout.lock(),
-                    "ok: `{shown}`: {} ({counts})",
-                    plural(runs, "train block")
-                );
+                let _ = writeln!(stdout.lock(), "ok: `{shown}`: {} ({counts})", plural(runs, "train block"));
             }
         }
         if failed {
@@ -205,11 +307,7 @@ fn run_quantize(format: quantize::Format, scale: &str, json: bool) -> ExitCode {
         Ok((s, values)) => {
             let mut out = std::io::stdout().lock();
             let _ = if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({ "scale": s, "values": values })
-                )
+                writeln!(out, "{}", serde_json::json!({ "scale": s, "values": values }))
             } else {
                 values.iter().try_for_each(|v| writeln!(out, "{v}"))
             };
@@ -236,12 +334,7 @@ fn explain(code: Option<&str>, list: bool) -> ExitCode {
     let text = code.unwrap_or_default();
     match Code::parse(text) {
         Some(c) => {
-            println!(
-                "{}: {}\n\n{}",
-                c.as_str(),
-                c.title(),
-                c.explanation().trim_end()
-            );
+            println!("{}: {}\n\n{}", c.as_str(), c.title(), c.explanation().trim_end());
             ExitCode::SUCCESS
         }
         None => {

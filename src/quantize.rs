@@ -46,13 +46,11 @@ impl std::str::FromStr for Format {
             _ => match s.strip_prefix("int4-pact:") {
                 Some(a) => match a.parse::<f32>() {
                     Ok(alpha) if alpha > 0.0 && alpha.is_finite() => Ok(Format::Int4Pact(alpha)),
-                    _ => Err(format!(
-                        "`{a}` is not a positive PACT alpha (write e.g. `int4-pact:6`)"
-                    )),
+                    _ => Err(format!("`{a}` is not a positive PACT alpha (write e.g. `int4-pact:6`)")),
                 },
-                None => Err(format!(
-                    "unknown format `{s}`: use radix4, radix4-odd, int4-sawb, int4-pact:ALPHA or int8"
-                )),
+                None => {
+                    Err(format!("unknown format `{s}`: use radix4, radix4-odd, int4-sawb, int4-pact:ALPHA or int8"))
+                }
             },
         }
     }
@@ -66,16 +64,10 @@ pub fn parse_numbers(text: &str) -> Result<Vec<f32>, QuantizeError> {
             match tok.parse::<f32>() {
                 Ok(v) if v.is_finite() => out.push(v),
                 Ok(_) => {
-                    return Err(QuantizeError(format!(
-                        "line {}: `{tok}` is not a finite number",
-                        ln + 1
-                    )));
+                    return Err(QuantizeError(format!("line {}: `{tok}` is not a finite number", ln + 1)));
                 }
                 Err(_) => {
-                    return Err(QuantizeError(format!(
-                        "line {}: `{tok}` is not a decimal number",
-                        ln + 1
-                    )));
+                    return Err(QuantizeError(format!("line {}: `{tok}` is not a decimal number", ln + 1)));
                 }
             }
         }
@@ -89,27 +81,17 @@ pub fn parse_numbers(text: &str) -> Result<Vec<f32>, QuantizeError> {
 /// Quantizes `x`; returns the scale used and the dequantized values. The scale is the GradScale
 /// factor `s` for radix-4 (values are `Q(x·s)/s`) and the clip range for integer formats
 /// (SAWB's alpha, PACT's alpha, INT8's max). `scale` fixes it instead of choosing it from `x`.
-pub fn quantize(
-    format: Format,
-    x: &[f32],
-    scale: Option<f32>,
-) -> Result<(f32, Vec<f32>), QuantizeError> {
+pub fn quantize(format: Format, x: &[f32], scale: Option<f32>) -> Result<(f32, Vec<f32>), QuantizeError> {
     if let Some(s) = scale
         && !(s > 0.0 && s.is_finite())
     {
-        return Err(QuantizeError(format!(
-            "--scale must be a positive number, not {s}"
-        )));
+        return Err(QuantizeError(format!("--scale must be a positive number, not {s}")));
     }
     let x = Array1::from(x.to_vec());
     let mut out = x.clone();
     let s = match format {
         Format::Radix4 | Format::Radix4Odd => {
-            let phase = if format == Format::Radix4 {
-                Phase::Even
-            } else {
-                Phase::Odd
-            };
+            let phase = if format == Format::Radix4 { Phase::Even } else { Phase::Odd };
             let s = scale.unwrap_or_else(|| radix4::gradscale(radix4::max_abs(&x)));
             radix4::quantize_scaled(&x, 8, phase, s, &mut out);
             s
@@ -119,17 +101,14 @@ pub fn quantize(
             if alpha == 0.0 {
                 out.fill(0.0);
             } else {
-                out.zip_mut_with(&x, |o, &v| {
-                    *o = alpha / 7.0 * int::sawb_code(v, alpha) as f32
-                });
+                out.zip_mut_with(&x, |o, &v| *o = alpha / 7.0 * int::sawb_code(v, alpha) as f32);
             }
             alpha
         }
         Format::Int4Pact(alpha) => {
             if scale.is_some() {
                 return Err(QuantizeError(
-                    "int4-pact takes its alpha in the format (`int4-pact:ALPHA`), not --scale"
-                        .into(),
+                    "int4-pact takes its alpha in the format (`int4-pact:ALPHA`), not --scale".into(),
                 ));
             }
             int::pact(&x, alpha, &mut out);
@@ -138,9 +117,7 @@ pub fn quantize(
         Format::Int8 => match scale {
             None => int::int8(&x, &mut out) * 127.0,
             Some(m) => {
-                out.zip_mut_with(&x, |o, &v| {
-                    *o = (v * (127.0 / m)).round().clamp(-127.0, 127.0) * (m / 127.0)
-                });
+                out.zip_mut_with(&x, |o, &v| *o = (v * (127.0 / m)).round().clamp(-127.0, 127.0) * (m / 127.0));
                 m
             }
         },

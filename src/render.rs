@@ -24,26 +24,14 @@ pub fn human(sources: &SourceMap, d: &Diagnostic, color: bool) -> String {
         }
         return out;
     };
-    let primary_color = if d.severity == Severity::Error {
-        Color::Red
-    } else {
-        Color::Yellow
-    };
+    let primary_color = if d.severity == Severity::Error { Color::Red } else { Color::Yellow };
     let mut report = Report::build(kind, (name(at), at.range()))
-        .with_config(
-            Config::default()
-                .with_color(color)
-                .with_index_type(IndexType::Byte),
-        )
+        .with_config(Config::default().with_color(color).with_index_type(IndexType::Byte))
         .with_code(d.code)
         .with_message(&d.message);
     for (i, l) in d.labels.iter().enumerate() {
         let mut label = Label::new((name(l.span), l.span.range()))
-            .with_color(if l.primary {
-                primary_color
-            } else {
-                Color::Blue
-            })
+            .with_color(if l.primary { primary_color } else { Color::Blue })
             .with_order(i as i32);
         if !l.message.is_empty() {
             label = label.with_message(&l.message);
@@ -56,20 +44,11 @@ pub fn human(sources: &SourceMap, d: &Diagnostic, color: bool) -> String {
     for h in &d.helps {
         report = report.with_help(h);
     }
-    let cache = ariadne::sources(
-        sources
-            .iter()
-            .map(|(_, f)| (f.name.clone(), f.text.clone())),
-    );
+    let cache = ariadne::sources(sources.iter().map(|(_, f)| (f.name.clone(), f.text.clone())));
     let mut buf = Vec::new();
     match report.finish().write(cache, &mut buf) {
         Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
-        Err(e) => format!(
-            "{}[{}]: {} (could not render source: {e})\n",
-            kind_word(d.severity),
-            d.code,
-            d.message
-        ),
+        Err(e) => format!("{}[{}]: {} (could not render source: {e})\n", kind_word(d.severity), d.code, d.message),
     }
 }
 

@@ -26,9 +26,7 @@ fn stderr(o: &Output) -> String {
 fn examples_check_clean_without_warnings() {
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in ["examples", "examples/hw"] {
-        for e in
-            std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("examples")
-        {
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("examples") {
             let p = e.expect("entry").path();
             if p.extension().is_some_and(|x| x == "imc") {
                 files.push(p);
@@ -37,35 +35,18 @@ fn examples_check_clean_without_warnings() {
     }
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
-        let out = imcc(&[
-            "check",
-            "--color",
-            "never",
-            "--deny-warnings",
-            f.to_str().expect("utf-8 path"),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}:\n{}",
-            f.display(),
-            stderr(&out)
-        );
+        let out = imcc(&["check", "--color", "never", "--deny-warnings", f.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(0), "{}:\n{}", f.display(), stderr(&out));
     }
 }
 
 #[test]
 fn examples_define_full_two_level_and_all_digital_runs() {
-    for f in [
-        "examples/digits_mlp.imc",
-        "examples/mnist_mlp.imc",
-        "examples/mnist_cnn.imc",
-    ] {
+    for f in ["examples/digits_mlp.imc", "examples/mnist_mlp.imc", "examples/mnist_cnn.imc"] {
         let out = imcc(&["check", f]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("4 train blocks"), "{f}: {text}");
-        let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f))
-            .expect("example");
+        let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).expect("example");
         for run in ["train full", "train two_level", "train all_digital"] {
             assert!(src.contains(run), "{f} lacks `{run}`");
         }
@@ -76,11 +57,7 @@ fn examples_define_full_two_level_and_all_digital_runs() {
 fn missing_file_is_an_io_error() {
     let out = imcc(&["check", "no/such/file.imc"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("cannot read `no/such/file.imc`: no such file"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cannot read `no/such/file.imc`: no such file"), "{}", stderr(&out));
 }
 
 #[test]
@@ -96,11 +73,7 @@ fn non_utf8_input_is_rejected_with_its_position() {
     std::fs::write(&p, b"hardware h {\n  cores = 4; // caf\xe9\n}\n").expect("write");
     let out = imcc(&["check", p.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("is not valid UTF-8 (invalid byte at offset 32, line 2)"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("is not valid UTF-8 (invalid byte at offset 32, line 2)"), "{}", stderr(&out));
 }
 
 #[test]
@@ -109,21 +82,13 @@ fn ten_megabyte_file_is_rejected_cleanly() {
     std::fs::write(&p, "hardware h { cores = 4; }\n".repeat(400_000)).expect("write");
     let out = imcc(&["check", p.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("source files are limited to 1 MiB"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("source files are limited to 1 MiB"), "{}", stderr(&out));
 }
 
 #[test]
 fn ten_thousand_deep_nesting_is_a_diagnostic_not_a_crash() {
     let p = scratch("deep.imc");
-    let src = format!(
-        "hardware h {{ array = {}1{}; }}\n",
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
+    let src = format!("hardware h {{ array = {}1{}; }}\n", "[".repeat(10_000), "]".repeat(10_000));
     std::fs::write(&p, src).expect("write");
     let out = imcc(&["check", "--color", "never", p.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -141,18 +106,9 @@ fn empty_file_is_a_diagnostic() {
 
 #[test]
 fn json_messages_carry_code_location_and_rendering() {
-    let out = imcc(&[
-        "check",
-        "--message-format",
-        "json",
-        "tests/ui/unknown_parameter.imc",
-    ]);
+    let out = imcc(&["check", "--message-format", "json", "tests/ui/unknown_parameter.imc"]);
     assert_eq!(out.status.code(), Some(1));
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .expect("one diagnostic")
-        .to_string();
+    let line = String::from_utf8_lossy(&out.stdout).lines().next().expect("one diagnostic").to_string();
     let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
     assert_eq!(v["code"], "E0206");
     assert_eq!(v["severity"], "error");
@@ -160,27 +116,14 @@ fn json_messages_carry_code_location_and_rendering() {
     assert_eq!(v["location"]["line"], 4);
     assert_eq!(v["location"]["column"], 9);
     assert_eq!(v["helps"][0], "did you mean `sigma_lsb`?");
-    assert!(
-        v["rendered"]
-            .as_str()
-            .expect("string")
-            .contains("sigma_lbs")
-    );
+    assert!(v["rendered"].as_str().expect("string").contains("sigma_lbs"));
 }
 
 #[test]
 fn colour_only_when_asked() {
     let plain = imcc(&["check", "tests/ui/unknown_parameter.imc"]);
-    assert!(
-        !stderr(&plain).contains('\x1b'),
-        "not a terminal: no colour"
-    );
-    let coloured = imcc(&[
-        "check",
-        "--color",
-        "always",
-        "tests/ui/unknown_parameter.imc",
-    ]);
+    assert!(!stderr(&plain).contains('\x1b'), "not a terminal: no colour");
+    let coloured = imcc(&["check", "--color", "always", "tests/ui/unknown_parameter.imc"]);
     assert!(stderr(&coloured).contains('\x1b'));
 }
 
@@ -188,20 +131,12 @@ fn colour_only_when_asked() {
 fn deny_warnings_fails_on_warnings() {
     let f = "tests/ui/unused_definition.imc";
     assert_eq!(imcc(&["check", f]).status.code(), Some(0));
-    assert_eq!(
-        imcc(&["check", "--deny-warnings", f]).status.code(),
-        Some(1)
-    );
+    assert_eq!(imcc(&["check", "--deny-warnings", f]).status.code(), Some(1));
 }
 
 #[test]
 fn worst_status_wins_over_several_files() {
-    let out = imcc(&[
-        "check",
-        "examples/digits_mlp.imc",
-        "tests/ui/type_mismatch.imc",
-        "missing.imc",
-    ]);
+    let out = imcc(&["check", "examples/digits_mlp.imc", "tests/ui/type_mismatch.imc", "missing.imc"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -210,10 +145,7 @@ fn explain_prints_every_code_and_rejects_unknown_ones() {
     let out = imcc(&["explain", "E0500"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.starts_with("E0500: two-level ADC cannot serve all three MVMs"),
-        "{text}"
-    );
+    assert!(text.starts_with("E0500: two-level ADC cannot serve all three MVMs"), "{text}");
     assert!(text.contains("weight_grad = digital(int4)"));
     let list = imcc(&["explain", "--list"]);
     assert!(String::from_utf8_lossy(&list.stdout).lines().count() >= 40);
@@ -236,30 +168,16 @@ fn imcc_stdin(args: &[&str], input: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("imcc runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     child.wait_with_output().expect("exits")
 }
 
 #[test]
 fn quantize_reproduces_the_worked_example() {
-    let out = imcc_stdin(
-        &["quantize", "--format", "radix4"],
-        "0.012 0.0047\n-0.0047 0",
-    );
+    let out = imcc_stdin(&["quantize", "--format", "radix4"], "0.012 0.0047\n-0.0047 0");
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "0.015625\n0.00390625\n-0.00390625\n0\n"
-    );
-    let out = imcc_stdin(
-        &["quantize", "--format", "radix4-odd", "--json"],
-        "0.012 0.0047",
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0.015625\n0.00390625\n-0.00390625\n0\n");
+    let out = imcc_stdin(&["quantize", "--format", "radix4-odd", "--json"], "0.012 0.0047");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["scale"], 64.0);
     assert_eq!(v["values"][1], 0.001953125);
@@ -271,21 +189,16 @@ fn quantize_integer_formats_and_fixed_scale() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n2.8\n6\n");
     let out = imcc_stdin(&["quantize", "--format", "radix4", "--scale", "1"], "0.3 2");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0.25\n1\n");
-    let out = imcc_stdin(
-        &["quantize", "--format", "int4-sawb", "--json"],
-        "0.1 -0.2 0.3 -0.4",
-    );
+    let out = imcc_stdin(&["quantize", "--format", "int4-sawb", "--json"], "0.1 -0.2 0.3 -0.4");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v["scale"].as_f64().expect("alpha") > 0.0);
 }
 
 #[test]
 fn quantize_rejects_bad_input() {
-    for (input, needle) in [
-        ("1 x", "`x` is not a decimal number"),
-        ("1 NaN", "`NaN` is not a finite number"),
-        ("", "no numbers"),
-    ] {
+    for (input, needle) in
+        [("1 x", "`x` is not a decimal number"), ("1 NaN", "`NaN` is not a finite number"), ("", "no numbers")]
+    {
         let out = imcc_stdin(&["quantize", "--format", "int8"], input);
         assert_eq!(out.status.code(), Some(1), "{input:?}");
         assert!(stderr(&out).contains(needle), "{input:?}: {}", stderr(&out));

@@ -5,8 +5,7 @@ use imcc_compiler::codes::Code;
 use imcc_compiler::reference;
 
 fn spec() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/language.md"))
-        .expect("spec/language.md")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/language.md")).expect("spec/language.md")
 }
 
 #[test]
@@ -26,10 +25,6 @@ fn parameter_reference_matches_the_schema() {
 fn every_diagnostic_code_is_listed() {
     let spec = spec();
     for c in Code::ALL {
-        assert!(
-            spec.contains(c.as_str()),
-            "spec/language.md does not mention {}",
-            c.as_str()
-        );
+        assert!(spec.contains(c.as_str()), "spec/language.md does not mention {}", c.as_str());
     }
 }

@@ -32,18 +32,9 @@ fn ui() {
         let status = out.status.code().expect("exited");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stderr.contains(&format!("[{code}]")),
-            "{} must report {code}:\n{stderr}",
-            rel.display()
-        );
+        assert!(stderr.contains(&format!("[{code}]")), "{} must report {code}:\n{stderr}", rel.display());
         let is_error = code.starts_with('E');
-        assert_eq!(
-            status,
-            if is_error { 1 } else { 0 },
-            "{}: exit status\n{stderr}",
-            rel.display()
-        );
+        assert_eq!(status, if is_error { 1 } else { 0 }, "{}: exit status\n{stderr}", rel.display());
         insta::assert_snapshot!(format!("exit status: {status}\n{stdout}{stderr}"));
     });
 }
@@ -55,16 +46,10 @@ fn every_diagnostic_code_has_a_ui_test() {
     for entry in std::fs::read_dir(&dir).expect("tests/ui exists") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "imc") {
-            covered.insert(expected_code(
-                &std::fs::read_to_string(&path).expect("readable"),
-            ));
+            covered.insert(expected_code(&std::fs::read_to_string(&path).expect("readable")));
         }
     }
-    let missing: Vec<&str> = Code::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .filter(|c| !covered.contains(*c))
-        .collect();
+    let missing: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).filter(|c| !covered.contains(*c)).collect();
     assert!(missing.is_empty(), "codes without a UI test: {missing:?}");
     assert!(covered.len() >= 40);
 }

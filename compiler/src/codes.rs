@@ -41,10 +41,7 @@ macro_rules! codes {
 impl Code {
     /// Looks a code up by its text (case-insensitive).
     pub fn parse(text: &str) -> Option<Code> {
-        Code::ALL
-            .iter()
-            .copied()
-            .find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
+        Code::ALL.iter().copied().find(|c| c.as_str().eq_ignore_ascii_case(text.trim()))
     }
 }
 
@@ -293,6 +290,12 @@ signed or differential ADC, or apply signs in two passes:
     hardware chip { signs = signed; adc { zero = signed; } }
     hardware chip { signs = two_pass; }
 ";
+    CannotTile = "E0600", Error, "MVM cannot be tiled on the arrays",
+"Lowering places every IMC MVM's stored matrix onto arrays bit-parallel: each element of b bits
+occupies b adjacent columns of one array. An element wider than the array's columns (8-bit
+weights on a 4-column array) cannot be placed. Use wider arrays (`array = ROWS x COLS;`),
+a narrower format, or map the MVM `digital`.
+";
     NoEffect = "W0001", Warning, "setting has no effect",
 "The setting is legal but has no effect under the chosen configuration, for example a DAC level
 error with bit-serial inputs, or a step schedule that never steps. Remove it, or change the
@@ -322,11 +325,7 @@ mod tests {
         for &c in Code::ALL {
             assert!(seen.insert(c.as_str()), "duplicate {}", c.as_str());
             assert_eq!(Code::parse(c.as_str()), Some(c));
-            assert!(
-                c.explanation().len() > 40,
-                "{} needs a real explanation",
-                c.as_str()
-            );
+            assert!(c.explanation().len() > 40, "{} needs a real explanation", c.as_str());
         }
         assert_eq!(Code::parse("e0003"), Some(Code::SyntaxError));
         assert_eq!(Code::parse("E9999"), None);

@@ -58,21 +58,13 @@ impl Diagnostic {
 
     /// Adds the primary label.
     pub fn primary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label {
-            span,
-            message: message.into(),
-            primary: true,
-        });
+        self.labels.push(Label { span, message: message.into(), primary: true });
         self
     }
 
     /// Adds a secondary label.
     pub fn secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.labels.push(Label {
-            span,
-            message: message.into(),
-            primary: false,
-        });
+        self.labels.push(Label { span, message: message.into(), primary: false });
         self
     }
 
@@ -98,11 +90,7 @@ impl Diagnostic {
 
     /// The location: the first primary label's span.
     pub fn span(&self) -> Option<Span> {
-        self.labels
-            .iter()
-            .find(|l| l.primary)
-            .or(self.labels.first())
-            .map(|l| l.span)
+        self.labels.iter().find(|l| l.primary).or(self.labels.first()).map(|l| l.span)
     }
 
     /// Whether this is an error.
@@ -132,8 +120,7 @@ impl Diagnostics {
     /// Exact duplicates (a policy shared by several train blocks is checked once per block) are
     /// reported once.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.list
-            .sort_by_key(|d| d.span().map(|s| (s.file, s.start)));
+        self.list.sort_by_key(|d| d.span().map(|s| (s.file, s.start)));
         let mut out: Vec<Diagnostic> = Vec::with_capacity(self.list.len());
         for d in self.list {
             if !out.contains(&d) {

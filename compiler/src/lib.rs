@@ -9,6 +9,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod loader;
+pub mod lower;
 pub mod program;
 pub mod reference;
 pub mod schema;

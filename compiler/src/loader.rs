@@ -57,9 +57,7 @@ pub fn read_source(path: &Path) -> Result<String, LoadError> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        LoadError(format!(
-            "is not valid UTF-8 (invalid byte at offset {at}, line {line})"
-        ))
+        LoadError(format!("is not valid UTF-8 (invalid byte at offset {at}, line {line})"))
     })
 }
 
@@ -80,8 +78,7 @@ pub struct MemLoader {
 impl MemLoader {
     /// Adds a file.
     pub fn with(mut self, path: &str, text: &str) -> MemLoader {
-        self.files
-            .insert(normalize(Path::new(path)), text.to_string());
+        self.files.insert(normalize(Path::new(path)), text.to_string());
         self
     }
 }
@@ -89,18 +86,11 @@ impl MemLoader {
 impl FileLoader for MemLoader {
     fn canonical(&self, path: &Path) -> Result<PathBuf, LoadError> {
         let p = normalize(path);
-        if self.files.contains_key(&p) {
-            Ok(p)
-        } else {
-            Err(LoadError("no such file".into()))
-        }
+        if self.files.contains_key(&p) { Ok(p) } else { Err(LoadError("no such file".into())) }
     }
 
     fn read(&self, path: &Path) -> Result<String, LoadError> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| LoadError("no such file".into()))
+        self.files.get(path).cloned().ok_or_else(|| LoadError("no such file".into()))
     }
 }
 
@@ -139,21 +129,9 @@ pub fn load(
     loader: &dyn FileLoader,
     diags: &mut Diagnostics,
 ) -> Loaded {
-    let mut st = LoadState {
-        loader,
-        loaded: Loaded::default(),
-        by_path: BTreeMap::new(),
-        stack: Vec::new(),
-    };
-    let canonical = loader
-        .canonical(root_path)
-        .unwrap_or_else(|_| normalize(root_path));
-    st.load_file(
-        canonical,
-        root_name.to_string(),
-        root_text.to_string(),
-        diags,
-    );
+    let mut st = LoadState { loader, loaded: Loaded::default(), by_path: BTreeMap::new(), stack: Vec::new() };
+    let canonical = loader.canonical(root_path).unwrap_or_else(|_| normalize(root_path));
+    st.load_file(canonical, root_name.to_string(), root_text.to_string(), diags);
     st.loaded
 }
 
@@ -173,8 +151,7 @@ impl LoadState<'_> {
         for d in parse_diags {
             diags.push(d);
         }
-        self.stack
-            .push((path.clone(), self.loaded.sources.get(id).name.clone()));
+        self.stack.push((path.clone(), self.loaded.sources.get(id).name.clone()));
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for item in &file.items {
             let ast::Item::Import(imp) = item else {
@@ -190,23 +167,17 @@ impl LoadState<'_> {
             };
             if self.stack.iter().any(|(p, _)| *p == canonical) {
                 diags.push(
-                    Diagnostic::new(
-                        Code::ImportCycle,
-                        format!("import cycle: `{}` imports itself", imp.path),
-                    )
-                    .primary(
-                        imp.path_span,
-                        "this import leads back to a file that is still being loaded",
-                    )
-                    .note(format!(
-                        "the cycle: {}",
-                        self.stack
-                            .iter()
-                            .map(|(_, n)| n.as_str())
-                            .chain([imp.path.as_str()])
-                            .collect::<Vec<_>>()
-                            .join(" -> ")
-                    )),
+                    Diagnostic::new(Code::ImportCycle, format!("import cycle: `{}` imports itself", imp.path))
+                        .primary(imp.path_span, "this import leads back to a file that is still being loaded")
+                        .note(format!(
+                            "the cycle: {}",
+                            self.stack
+                                .iter()
+                                .map(|(_, n)| n.as_str())
+                                .chain([imp.path.as_str()])
+                                .collect::<Vec<_>>()
+                                .join(" -> ")
+                        )),
                 );
                 continue;
             }
@@ -228,10 +199,7 @@ impl LoadState<'_> {
 }
 
 fn import_failed(imp: &ast::Import, why: &str) -> Diagnostic {
-    Diagnostic::new(
-        Code::ImportFailed,
-        format!("cannot import `{}`: {why}", imp.path),
-    )
-    .primary(imp.path_span, why.to_string())
-    .note("import paths are relative to the importing file")
+    Diagnostic::new(Code::ImportFailed, format!("cannot import `{}`: {why}", imp.path))
+        .primary(imp.path_span, why.to_string())
+        .note("import paths are relative to the importing file")
 }

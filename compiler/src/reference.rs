@@ -41,28 +41,13 @@ fn ctor_table(out: &mut String, ctors: &[&'static [CtorSpec]]) {
     if ctors.is_empty() {
         return;
     }
-    out.push_str(
-        "Values with arguments:\n\n| value | arguments (default) | meaning |\n|---|---|---|\n",
-    );
+    out.push_str("Values with arguments:\n\n| value | arguments (default) | meaning |\n|---|---|---|\n");
     for group in ctors {
         for c in group.iter() {
-            let args: Vec<String> = c
-                .args
-                .iter()
-                .map(|a| format!("`{}` ({}): {}", a.name, default_text(a), a.doc))
-                .collect();
-            let args = if args.is_empty() {
-                "none".to_string()
-            } else {
-                args.join("<br>")
-            };
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} |",
-                c.name,
-                args.replace('|', "\\|"),
-                c.doc.replace('|', "\\|")
-            );
+            let args: Vec<String> =
+                c.args.iter().map(|a| format!("`{}` ({}): {}", a.name, default_text(a), a.doc)).collect();
+            let args = if args.is_empty() { "none".to_string() } else { args.join("<br>") };
+            let _ = writeln!(out, "| `{}` | {} | {} |", c.name, args.replace('|', "\\|"), c.doc.replace('|', "\\|"));
         }
     }
     out.push('\n');
@@ -77,11 +62,7 @@ pub fn markdown() -> String {
         let mut ctors = Vec::new();
         param_table(&mut out, spec.params, &mut ctors);
         for s in spec.sections {
-            let head = if s.labelled {
-                format!("{} NAME {{ ... }}", s.name)
-            } else {
-                format!("{} {{ ... }}", s.name)
-            };
+            let head = if s.labelled { format!("{} NAME {{ ... }}", s.name) } else { format!("{} {{ ... }}", s.name) };
             let _ = writeln!(out, "#### Section `{head}`\n\n{}\n", s.doc);
             param_table(&mut out, s.params, &mut ctors);
         }
@@ -89,24 +70,11 @@ pub fn markdown() -> String {
         if kind == Kind::Network {
             out.push_str("#### Layers\n\n| layer | arguments (default) | MVMs | meaning |\n|---|---|---|---|\n");
             for l in schema::LAYERS {
-                let args: Vec<String> = l
-                    .args
-                    .iter()
-                    .map(|a| format!("`{}` ({}): {}", a.name, default_text(a), a.doc))
-                    .collect();
-                let args = if args.is_empty() {
-                    "none".to_string()
-                } else {
-                    args.join("<br>")
-                };
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} | {} | {} |",
-                    l.op,
-                    args,
-                    if l.has_mvm { "yes" } else { "no" },
-                    l.doc
-                );
+                let args: Vec<String> =
+                    l.args.iter().map(|a| format!("`{}` ({}): {}", a.name, default_text(a), a.doc)).collect();
+                let args = if args.is_empty() { "none".to_string() } else { args.join("<br>") };
+                let _ =
+                    writeln!(out, "| `{}` | {} | {} | {} |", l.op, args, if l.has_mvm { "yes" } else { "no" }, l.doc);
             }
             out.push('\n');
         }

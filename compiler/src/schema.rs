@@ -23,13 +23,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
-        Kind::Hardware,
-        Kind::Quant,
-        Kind::Network,
-        Kind::Mapping,
-        Kind::Train,
-    ];
+    pub const ALL: [Kind; 5] = [Kind::Hardware, Kind::Quant, Kind::Network, Kind::Mapping, Kind::Train];
 
     /// The keyword.
     pub fn keyword(self) -> &'static str {
@@ -153,10 +147,7 @@ impl Ty {
             Ty::Shape => "a shape `[N]` or `[C, H, W]`".into(),
             Ty::Gains => "`full` or a list of ADC gains such as `[1, 8]`".into(),
             Ty::RealList => "a list of positive numbers".into(),
-            Ty::Ctor(c) => format!(
-                "one of {}",
-                list_names(&c.iter().map(|c| c.name).collect::<Vec<_>>())
-            ),
+            Ty::Ctor(c) => format!("one of {}", list_names(&c.iter().map(|c| c.name).collect::<Vec<_>>())),
         }
     }
 }
@@ -245,59 +236,25 @@ pub struct LayerSpec {
 }
 
 const fn p(name: &'static str, ty: Ty, default: &'static str, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        presence: Presence::Default(default),
-        doc,
-    }
+    ParamSpec { name, ty, presence: Presence::Default(default), doc }
 }
 const fn req(name: &'static str, ty: Ty, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        presence: Presence::Required,
-        doc,
-    }
+    ParamSpec { name, ty, presence: Presence::Required, doc }
 }
 const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        presence: Presence::Optional,
-        doc,
-    }
+    ParamSpec { name, ty, presence: Presence::Optional, doc }
 }
 const fn int(min: i64, max: i64) -> Ty {
-    Ty::Int {
-        min,
-        max,
-        dim: Dim::None,
-    }
+    Ty::Int { min, max, dim: Dim::None }
 }
 const fn real(min: f64, max: f64) -> Ty {
-    Ty::Real {
-        min,
-        min_open: false,
-        max,
-        dim: Dim::None,
-    }
+    Ty::Real { min, min_open: false, max, dim: Dim::None }
 }
 const fn pos_real(max: f64) -> Ty {
-    Ty::Real {
-        min: 0.0,
-        min_open: true,
-        max,
-        dim: Dim::None,
-    }
+    Ty::Real { min: 0.0, min_open: true, max, dim: Dim::None }
 }
 const fn energy() -> Ty {
-    Ty::Real {
-        min: 0.0,
-        min_open: false,
-        max: 1.0,
-        dim: Dim::Energy,
-    }
+    Ty::Real { min: 0.0, min_open: false, max: 1.0, dim: Dim::Energy }
 }
 const fn ctor(name: &'static str, args: &'static [ParamSpec], doc: &'static str) -> CtorSpec {
     CtorSpec { name, args, doc }
@@ -312,24 +269,9 @@ pub const HARDWARE: BlockSpec = BlockSpec {
     doc: "An IMC chip: its arrays, inputs, ADCs, noise and energy constants. Defaults describe the \
           16 nm 4x4-core prototype (JSSC 2022) that calibrates the energy model.",
     params: &[
-        p(
-            "array",
-            Ty::Dims,
-            "1152 x 256",
-            "Rows x columns of one array (core). [paper: 16 nm chip]",
-        ),
-        p(
-            "cores",
-            int(1, 1 << 20),
-            "16",
-            "Number of arrays (cores) on the chip. [paper: 4x4 cores]",
-        ),
-        p(
-            "input",
-            Ty::Ctor(INPUT_MODES),
-            "bit_serial",
-            "How MVM inputs are applied to the rows.",
-        ),
+        p("array", Ty::Dims, "1152 x 256", "Rows x columns of one array (core). [paper: 16 nm chip]"),
+        p("cores", int(1, 1 << 20), "16", "Number of arrays (cores) on the chip. [paper: 4x4 cores]"),
+        p("input", Ty::Ctor(INPUT_MODES), "bit_serial", "How MVM inputs are applied to the rows."),
         p(
             "signs",
             Ty::Sym(&["two_pass", "signed"]),
@@ -350,16 +292,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
             labelled: false,
             doc: "The per-column ADC.",
             params: &[
-                p(
-                    "bits",
-                    Ty::Int {
-                        min: 1,
-                        max: 16,
-                        dim: Dim::Bits,
-                    },
-                    "8 bits",
-                    "ADC resolution B. [paper: 8 b]",
-                ),
+                p("bits", Ty::Int { min: 1, max: 16, dim: Dim::Bits }, "8 bits", "ADC resolution B. [paper: 8 b]"),
                 p(
                     "adaptability",
                     Ty::Gains,
@@ -383,12 +316,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
             params: &[
                 p(
                     "sigma_lsb",
-                    Ty::Real {
-                        min: 0.0,
-                        min_open: false,
-                        max: 1e6,
-                        dim: Dim::Lsb,
-                    },
+                    Ty::Real { min: 0.0, min_open: false, max: 1e6, dim: Dim::Lsb },
                     "0.05 lsb",
                     "Gaussian noise per conversion, in LSB at native range (sigma_LSB0), referred to the ADC \
                    input. [default]",
@@ -433,12 +361,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                     "0.35 pJ",
                     "Array energy of one column evaluation (all rows). [default split]",
                 ),
-                p(
-                    "adc_conversion",
-                    energy(),
-                    "0.75 pJ",
-                    "One ADC conversion. [default split]",
-                ),
+                p("adc_conversion", energy(), "0.75 pJ", "One ADC conversion. [default split]"),
                 p(
                     "shift_add",
                     energy(),
@@ -451,12 +374,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                     "0.05 pJ",
                     "Writing one bit into an array (weight updates, Wᵀ copies). [default]",
                 ),
-                p(
-                    "move_bit",
-                    energy(),
-                    "0.02 pJ",
-                    "Moving one operand bit between memory and the array. [default]",
-                ),
+                p("move_bit", energy(), "0.02 pJ", "Moving one operand bit between memory and the array. [default]"),
             ],
         },
         SectionSpec {
@@ -465,84 +383,19 @@ pub const HARDWARE: BlockSpec = BlockSpec {
             doc: "Digital energy constants, for the digital remainder and the all-digital baselines. \
                   Defaults are Horowitz (ISSCC 2014) 45 nm figures, scaled by `node_scale`.",
             params: &[
-                p(
-                    "node_scale",
-                    pos_real(100.0),
-                    "0.3",
-                    "Energy factor from 45 nm to the chip's node. [default]",
-                ),
-                p(
-                    "int4_add",
-                    energy(),
-                    "0.015 pJ",
-                    "4-bit add at 45 nm. [default: half the INT8 add]",
-                ),
-                p(
-                    "int4_mult",
-                    energy(),
-                    "0.05 pJ",
-                    "4-bit multiply at 45 nm. [default: INT8 mult x (4/8)^2]",
-                ),
-                p(
-                    "int8_add",
-                    energy(),
-                    "0.03 pJ",
-                    "INT8 add at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "int8_mult",
-                    energy(),
-                    "0.2 pJ",
-                    "INT8 multiply at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "int32_add",
-                    energy(),
-                    "0.1 pJ",
-                    "INT32 add at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "int32_mult",
-                    energy(),
-                    "3.1 pJ",
-                    "INT32 multiply at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "fp16_add",
-                    energy(),
-                    "0.4 pJ",
-                    "FP16 add at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "fp16_mult",
-                    energy(),
-                    "1.1 pJ",
-                    "FP16 multiply at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "fp32_add",
-                    energy(),
-                    "0.9 pJ",
-                    "FP32 add at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "fp32_mult",
-                    energy(),
-                    "3.7 pJ",
-                    "FP32 multiply at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "sram_read_64b",
-                    energy(),
-                    "10 pJ",
-                    "64-bit read from an 8 KB SRAM at 45 nm. [paper: Horowitz]",
-                ),
-                p(
-                    "dram_access_64b",
-                    energy(),
-                    "1.3 nJ",
-                    "64-bit DRAM access. [paper: Horowitz, low end]",
-                ),
+                p("node_scale", pos_real(100.0), "0.3", "Energy factor from 45 nm to the chip's node. [default]"),
+                p("int4_add", energy(), "0.015 pJ", "4-bit add at 45 nm. [default: half the INT8 add]"),
+                p("int4_mult", energy(), "0.05 pJ", "4-bit multiply at 45 nm. [default: INT8 mult x (4/8)^2]"),
+                p("int8_add", energy(), "0.03 pJ", "INT8 add at 45 nm. [paper: Horowitz]"),
+                p("int8_mult", energy(), "0.2 pJ", "INT8 multiply at 45 nm. [paper: Horowitz]"),
+                p("int32_add", energy(), "0.1 pJ", "INT32 add at 45 nm. [paper: Horowitz]"),
+                p("int32_mult", energy(), "3.1 pJ", "INT32 multiply at 45 nm. [paper: Horowitz]"),
+                p("fp16_add", energy(), "0.4 pJ", "FP16 add at 45 nm. [paper: Horowitz]"),
+                p("fp16_mult", energy(), "1.1 pJ", "FP16 multiply at 45 nm. [paper: Horowitz]"),
+                p("fp32_add", energy(), "0.9 pJ", "FP32 add at 45 nm. [paper: Horowitz]"),
+                p("fp32_mult", energy(), "3.7 pJ", "FP32 multiply at 45 nm. [paper: Horowitz]"),
+                p("sram_read_64b", energy(), "10 pJ", "64-bit read from an 8 KB SRAM at 45 nm. [paper: Horowitz]"),
+                p("dram_access_64b", energy(), "1.3 nJ", "64-bit DRAM access. [paper: Horowitz, low end]"),
                 p(
                     "sram_reads_per_mac",
                     real(0.0, 64.0),
@@ -571,11 +424,7 @@ const INPUT_MODES: &[CtorSpec] = &[
         &[
             p(
                 "bits",
-                Ty::Int {
-                    min: 1,
-                    max: 8,
-                    dim: Dim::Bits,
-                },
+                Ty::Int { min: 1, max: 8, dim: Dim::Bits },
                 "5 bits",
                 "DAC resolution. [paper: 5-b, 28 nm macro]",
             ),
@@ -598,18 +447,8 @@ const WEIGHT_FORMATS: &[CtorSpec] = &[
     ctor(
         "int4_sawb",
         &[
-            p(
-                "c1",
-                real(-1e3, 1e3),
-                "12.035",
-                "SAWB coefficient c1 (15-level grid). [paper: IBM]",
-            ),
-            p(
-                "c2",
-                real(-1e3, 1e3),
-                "12.03",
-                "SAWB coefficient c2 (15-level grid). [paper: IBM]",
-            ),
+            p("c1", real(-1e3, 1e3), "12.035", "SAWB coefficient c1 (15-level grid). [paper: IBM]"),
+            p("c2", real(-1e3, 1e3), "12.03", "SAWB coefficient c2 (15-level grid). [paper: IBM]"),
         ],
         "INT4 weights, clip alpha = c1*sqrt(E[w^2]) - c2*E[|w|], codes -7..7.",
     ),
@@ -621,18 +460,8 @@ const ACTIVATION_FORMATS: &[CtorSpec] = &[
     ctor(
         "int4_pact",
         &[
-            p(
-                "alpha",
-                pos_real(1e6),
-                "6.0",
-                "Initial clip alpha. [default]",
-            ),
-            p(
-                "alpha_decay",
-                real(0.0, 1.0),
-                "0.0002",
-                "L2 penalty on alpha. [default]",
-            ),
+            p("alpha", pos_real(1e6), "6.0", "Initial clip alpha. [default]"),
+            p("alpha_decay", real(0.0, 1.0), "0.0002", "L2 penalty on alpha. [default]"),
         ],
         "INT4 activations by PACT: clip(x, 0, alpha), 16 levels, alpha learned.",
     ),
@@ -644,24 +473,14 @@ const ERROR_FORMATS: &[CtorSpec] = &[
     ctor(
         "radix4",
         &[
-            p(
-                "levels",
-                int(1, 16),
-                "8",
-                "Magnitudes 4^0 .. 4^-(levels-1) below the top level, plus zero. [default]",
-            ),
+            p("levels", int(1, 16), "8", "Magnitudes 4^0 .. 4^-(levels-1) below the top level, plus zero. [default]"),
             p(
                 "tpr",
                 Ty::Bool,
                 "true",
                 "Two-phase rounding: quantize the error onto the even and the odd grid. [paper]",
             ),
-            p(
-                "backward",
-                Ty::Sym(&["even", "odd"]),
-                "even",
-                "The phase that feeds the backward MVM. [default]",
-            ),
+            p("backward", Ty::Sym(&["even", "odd"]), "even", "The phase that feeds the backward MVM. [default]"),
             p(
                 "weight_grad",
                 Ty::Sym(&["even", "odd"]),
@@ -689,24 +508,9 @@ pub const QUANT: BlockSpec = BlockSpec {
     kind: Kind::Quant,
     doc: "The quantization policy: the formats of weights, activations and errors, with per-layer overrides.",
     params: &[
-        p(
-            "weights",
-            Ty::Ctor(WEIGHT_FORMATS),
-            "int4_sawb",
-            "Weight format. [paper]",
-        ),
-        p(
-            "activations",
-            Ty::Ctor(ACTIVATION_FORMATS),
-            "int4_pact",
-            "Format of MVM input activations. [paper]",
-        ),
-        p(
-            "errors",
-            Ty::Ctor(ERROR_FORMATS),
-            "radix4",
-            "Format of back-propagated errors. [paper]",
-        ),
+        p("weights", Ty::Ctor(WEIGHT_FORMATS), "int4_sawb", "Weight format. [paper]"),
+        p("activations", Ty::Ctor(ACTIVATION_FORMATS), "int4_pact", "Format of MVM input activations. [paper]"),
+        p("errors", Ty::Ctor(ERROR_FORMATS), "radix4", "Format of back-propagated errors. [paper]"),
         p(
             "first_layer",
             LAYER_PRECISION,
@@ -719,33 +523,16 @@ pub const QUANT: BlockSpec = BlockSpec {
             "quantized",
             "Keep the last MVM layer at higher precision (weights and input). [default]",
         ),
-        p(
-            "accumulate",
-            Ty::Sym(&["f32", "fp16"]),
-            "f32",
-            "Precision of MVM output accumulation. [default]",
-        ),
+        p("accumulate", Ty::Sym(&["f32", "fp16"]), "f32", "Precision of MVM output accumulation. [default]"),
     ],
     sections: &[SectionSpec {
         name: "layer",
         labelled: true,
         doc: "Per-layer override: `layer fc1 { weights = int8; }`.",
         params: &[
-            opt(
-                "weights",
-                Ty::Ctor(WEIGHT_FORMATS),
-                "Weight format of this layer.",
-            ),
-            opt(
-                "activations",
-                Ty::Ctor(ACTIVATION_FORMATS),
-                "Format of this layer's input activations.",
-            ),
-            opt(
-                "errors",
-                Ty::Ctor(ERROR_FORMATS),
-                "Format of this layer's output errors.",
-            ),
+            opt("weights", Ty::Ctor(WEIGHT_FORMATS), "Weight format of this layer."),
+            opt("activations", Ty::Ctor(ACTIVATION_FORMATS), "Format of this layer's input activations."),
+            opt("errors", Ty::Ctor(ERROR_FORMATS), "Format of this layer's output errors."),
         ],
     }],
 };
@@ -774,22 +561,12 @@ const TARGETS: &[CtorSpec] = &[
 const RANGE_POLICIES: &[CtorSpec] = &[
     ctor(
         "mse",
-        &[p(
-            "momentum",
-            real(0.0, 1.0),
-            "0.9",
-            "Running-statistics momentum. [default]",
-        )],
+        &[p("momentum", real(0.0, 1.0), "0.9", "Running-statistics momentum. [default]")],
         "Choose G minimising clipping plus rounding error from running statistics of the column sums. [default]",
     ),
     ctor(
         "max",
-        &[p(
-            "momentum",
-            real(0.0, 1.0),
-            "0.9",
-            "Running-statistics momentum. [default]",
-        )],
+        &[p("momentum", real(0.0, 1.0), "0.9", "Running-statistics momentum. [default]")],
         "Choose G so the range covers the running maximum (no clipping).",
     ),
     ctor(
@@ -797,50 +574,21 @@ const RANGE_POLICIES: &[CtorSpec] = &[
         &[
             p(
                 "p",
-                Ty::Real {
-                    min: 50.0,
-                    min_open: false,
-                    max: 100.0,
-                    dim: Dim::None,
-                },
+                Ty::Real { min: 50.0, min_open: false, max: 100.0, dim: Dim::None },
                 "99.9",
                 "Percentile of |sum| to cover.",
             ),
-            p(
-                "momentum",
-                real(0.0, 1.0),
-                "0.9",
-                "Running-statistics momentum. [default]",
-            ),
+            p("momentum", real(0.0, 1.0), "0.9", "Running-statistics momentum. [default]"),
         ],
         "Choose G so the range covers a percentile of the column sums.",
     ),
-    ctor(
-        "fixed",
-        &[req("gain", pos_real(1e6), "The gain G.")],
-        "One fixed gain for every MVM and plane.",
-    ),
+    ctor("fixed", &[req("gain", pos_real(1e6), "The gain G.")], "One fixed gain for every MVM and plane."),
 ];
 
 const MVM_TARGET_PARAMS: [ParamSpec; 3] = [
-    p(
-        "forward",
-        Ty::Ctor(TARGETS),
-        "auto",
-        "Target of the forward MVM `W·a`.",
-    ),
-    p(
-        "backward",
-        Ty::Ctor(TARGETS),
-        "auto",
-        "Target of the backward MVM `Wᵀ·δ`.",
-    ),
-    p(
-        "weight_grad",
-        Ty::Ctor(TARGETS),
-        "auto",
-        "Target of the weight-gradient MVM `δ·aᵀ`.",
-    ),
+    p("forward", Ty::Ctor(TARGETS), "auto", "Target of the forward MVM `W·a`."),
+    p("backward", Ty::Ctor(TARGETS), "auto", "Target of the backward MVM `Wᵀ·δ`."),
+    p("weight_grad", Ty::Ctor(TARGETS), "auto", "Target of the weight-gradient MVM `δ·aᵀ`."),
 ];
 
 /// The `mapping` block.
@@ -869,26 +617,10 @@ pub const MAPPING: BlockSpec = BlockSpec {
         labelled: true,
         doc: "Per-layer override: `layer fc3 { weight_grad = digital(f32); }`.",
         params: &[
-            opt(
-                "forward",
-                Ty::Ctor(TARGETS),
-                "Target of this layer's forward MVM.",
-            ),
-            opt(
-                "backward",
-                Ty::Ctor(TARGETS),
-                "Target of this layer's backward MVM.",
-            ),
-            opt(
-                "weight_grad",
-                Ty::Ctor(TARGETS),
-                "Target of this layer's weight-gradient MVM.",
-            ),
-            opt(
-                "adc_range",
-                Ty::Ctor(RANGE_POLICIES),
-                "ADC range policy of this layer.",
-            ),
+            opt("forward", Ty::Ctor(TARGETS), "Target of this layer's forward MVM."),
+            opt("backward", Ty::Ctor(TARGETS), "Target of this layer's backward MVM."),
+            opt("weight_grad", Ty::Ctor(TARGETS), "Target of this layer's weight-gradient MVM."),
+            opt("adc_range", Ty::Ctor(RANGE_POLICIES), "ADC range policy of this layer."),
         ],
     }],
 };
@@ -900,11 +632,7 @@ pub const NETWORK: BlockSpec = BlockSpec {
     kind: Kind::Network,
     doc: "A network: an input shape and layers `name: op(args) [from a, b];`, each reading the previous \
           layer unless `from` names its inputs.",
-    params: &[req(
-        "input",
-        Ty::Shape,
-        "Input shape per sample: `[N]` or `[C, H, W]`.",
-    )],
+    params: &[req("input", Ty::Shape, "Input shape per sample: `[N]` or `[C, H, W]`.")],
     sections: &[],
 };
 
@@ -916,11 +644,7 @@ pub const LAYERS: &[LayerSpec] = &[
         doc: "Fully connected layer `z = W·a + b`.",
         args: &[
             req("out", int(1, 1 << 24), "Output features."),
-            opt(
-                "in",
-                int(1, 1 << 24),
-                "Input features (inferred; checked when given).",
-            ),
+            opt("in", int(1, 1 << 24), "Input features (inferred; checked when given)."),
             p("bias", Ty::Bool, "true", "Whether the layer has a bias."),
         ],
     },
@@ -954,48 +678,24 @@ pub const LAYERS: &[LayerSpec] = &[
             opt("stride", int(1, 64), "Stride (default: the window size)."),
         ],
     },
-    LayerSpec {
-        op: "flatten",
-        has_mvm: false,
-        doc: "`[C, H, W]` to `[C·H·W]`.",
-        args: &[],
-    },
-    LayerSpec {
-        op: "relu",
-        has_mvm: false,
-        doc: "max(x, 0).",
-        args: &[],
-    },
+    LayerSpec { op: "flatten", has_mvm: false, doc: "`[C, H, W]` to `[C·H·W]`.", args: &[] },
+    LayerSpec { op: "relu", has_mvm: false, doc: "max(x, 0).", args: &[] },
     LayerSpec {
         op: "pact",
         has_mvm: false,
         doc: "PACT clip `clip(x, 0, alpha)` with learned alpha (quantized when the next MVM's activations are).",
-        args: &[opt(
-            "alpha",
-            pos_real(1e6),
-            "Initial alpha (default: the quant policy's).",
-        )],
+        args: &[opt("alpha", pos_real(1e6), "Initial alpha (default: the quant policy's).")],
     },
     LayerSpec {
         op: "batchnorm",
         has_mvm: false,
         doc: "Batch normalization (kept in f32).",
         args: &[
-            p(
-                "momentum",
-                real(0.0, 1.0),
-                "0.1",
-                "Running-statistics momentum.",
-            ),
+            p("momentum", real(0.0, 1.0), "0.1", "Running-statistics momentum."),
             p("eps", pos_real(1.0), "0.00001", "Variance epsilon."),
         ],
     },
-    LayerSpec {
-        op: "add",
-        has_mvm: false,
-        doc: "Elementwise sum of two or more inputs (residual).",
-        args: &[],
-    },
+    LayerSpec { op: "add", has_mvm: false, doc: "Elementwise sum of two or more inputs (residual).", args: &[] },
     LayerSpec {
         op: "softmax_cross_entropy",
         has_mvm: false,
@@ -1016,12 +716,7 @@ const DATASETS: &[CtorSpec] = &[
         "digits",
         &[p(
             "test_fraction",
-            Ty::Real {
-                min: 0.0,
-                min_open: true,
-                max: 0.9,
-                dim: Dim::None,
-            },
+            Ty::Real { min: 0.0, min_open: true, max: 0.9, dim: Dim::None },
             "0.2",
             "Share of the 1797 samples held out for testing.",
         )],
@@ -1029,22 +724,13 @@ const DATASETS: &[CtorSpec] = &[
     ),
     ctor(
         "mnist",
-        &[p(
-            "dir",
-            Ty::Str,
-            "\"data/mnist\"",
-            "Directory of the four idx files (raw or gzip).",
-        )],
+        &[p("dir", Ty::Str, "\"data/mnist\"", "Directory of the four idx files (raw or gzip).")],
         "MNIST, 28x28 = 784 pixels, 10 classes.",
     ),
     ctor(
         "idx",
         &[
-            req(
-                "dir",
-                Ty::Str,
-                "Directory with train-/t10k- images and labels idx files (raw or gzip).",
-            ),
+            req("dir", Ty::Str, "Directory with train-/t10k- images and labels idx files (raw or gzip)."),
             p("classes", int(2, 1 << 16), "10", "Number of classes."),
         ],
         "Any idx pair (Fashion-MNIST, ...).",
@@ -1068,12 +754,7 @@ const SCHEDULES: &[CtorSpec] = &[
         "step",
         &[
             req("every", int(1, BIG), "Epochs between steps."),
-            p(
-                "gamma",
-                pos_real(1.0),
-                "0.1",
-                "Factor applied at each step.",
-            ),
+            p("gamma", pos_real(1.0), "0.1", "Factor applied at each step."),
         ],
         "Multiply the learning rate by `gamma` every `every` epochs.",
     ),
@@ -1090,54 +771,17 @@ pub const TRAIN: BlockSpec = BlockSpec {
     doc: "A training run. Several `train` blocks in one file are run and compared.",
     params: &[
         req("network", Ty::Ref(Kind::Network), "The network to train."),
-        opt(
-            "quant",
-            Ty::Ref(Kind::Quant),
-            "The quantization policy (default: every `quant` default).",
-        ),
-        opt(
-            "mapping",
-            Ty::Ref(Kind::Mapping),
-            "The mapping policy (default: every `mapping` default).",
-        ),
-        opt(
-            "hardware",
-            Ty::Ref(Kind::Hardware),
-            "The chip (default: every `hardware` default, the 16 nm chip).",
-        ),
+        opt("quant", Ty::Ref(Kind::Quant), "The quantization policy (default: every `quant` default)."),
+        opt("mapping", Ty::Ref(Kind::Mapping), "The mapping policy (default: every `mapping` default)."),
+        opt("hardware", Ty::Ref(Kind::Hardware), "The chip (default: every `hardware` default, the 16 nm chip)."),
         req("data", Ty::Ctor(DATASETS), "The data set."),
         p("epochs", int(1, 1_000_000), "1", "Training epochs."),
         p("batch", int(1, 1 << 16), "64", "Mini-batch size."),
-        p(
-            "optimizer",
-            Ty::Ctor(OPTIMIZERS),
-            "sgd",
-            "The optimizer. [default: master weights f32, update digital]",
-        ),
-        p(
-            "schedule",
-            Ty::Ctor(SCHEDULES),
-            "constant",
-            "The learning-rate schedule.",
-        ),
-        p(
-            "seed",
-            int(0, BIG),
-            "1",
-            "Seed of initialization, shuffling and noise.",
-        ),
-        p(
-            "eval_every",
-            int(1, BIG),
-            "1",
-            "Evaluate on the test set every this many epochs (and after the last).",
-        ),
-        p(
-            "reference",
-            Ty::Bool,
-            "false",
-            "Run the f32 reference instead: no quantization, no IMC.",
-        ),
+        p("optimizer", Ty::Ctor(OPTIMIZERS), "sgd", "The optimizer. [default: master weights f32, update digital]"),
+        p("schedule", Ty::Ctor(SCHEDULES), "constant", "The learning-rate schedule."),
+        p("seed", int(0, BIG), "1", "Seed of initialization, shuffling and noise."),
+        p("eval_every", int(1, BIG), "1", "Evaluate on the test set every this many epochs (and after the last)."),
+        p("reference", Ty::Bool, "false", "Run the f32 reference instead: no quantization, no IMC."),
     ],
     sections: &[],
 };
@@ -1155,19 +799,13 @@ pub fn block(kind: Kind) -> &'static BlockSpec {
 
 /// The operand role whose formats include `name`, for "format not valid in this role" errors.
 pub fn format_role(name: &str) -> Option<&'static str> {
-    [
-        ("weights", WEIGHT_FORMATS),
-        ("activations", ACTIVATION_FORMATS),
-        ("errors", ERROR_FORMATS),
-    ]
-    .into_iter()
-    .find(|(_, list)| list.iter().any(|c| c.name == name))
-    .map(|(role, _)| role)
+    [("weights", WEIGHT_FORMATS), ("activations", ACTIVATION_FORMATS), ("errors", ERROR_FORMATS)]
+        .into_iter()
+        .find(|(_, list)| list.iter().any(|c| c.name == name))
+        .map(|(role, _)| role)
 }
 
 /// Whether `ctors` is one of the operand-format lists.
 pub fn is_format_list(ctors: &[CtorSpec]) -> bool {
-    [WEIGHT_FORMATS, ACTIVATION_FORMATS, ERROR_FORMATS]
-        .iter()
-        .any(|l| std::ptr::eq(*l, ctors))
+    [WEIGHT_FORMATS, ACTIVATION_FORMATS, ERROR_FORMATS].iter().any(|l| std::ptr::eq(*l, ctors))
 }

@@ -76,8 +76,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 0..FRAGMENTS.len()).prop_map(|(a, f)| Edit::Insert(a, f)),
         (any::<usize>(), 1usize..40).prop_map(|(a, n)| Edit::Delete(a, n)),
-        (any::<usize>(), 1usize..10, 0..FRAGMENTS.len())
-            .prop_map(|(a, n, f)| Edit::Replace(a, n, f)),
+        (any::<usize>(), 1usize..10, 0..FRAGMENTS.len()).prop_map(|(a, n, f)| Edit::Replace(a, n, f)),
     ]
 }
 

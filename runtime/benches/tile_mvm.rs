@@ -22,11 +22,7 @@ fn chip() -> HardwareConfig {
         input: InputMode::BitSerial,
         signs: SignMode::TwoPass,
         skip_empty_planes: true,
-        adc: AdcConfig {
-            bits: 8,
-            adaptability: Adaptability::Full,
-            zero: AdcZero::Unsigned,
-        },
+        adc: AdcConfig { bits: 8, adaptability: Adaptability::Full, zero: AdcZero::Unsigned },
         noise: NoiseConfig {
             sigma_lsb: 0.05,
             scaling: NoiseScaling::PhysicalRows,
@@ -76,9 +72,7 @@ fn median(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -96,11 +90,7 @@ fn main() {
     // Errors: a realistic radix-4 spread, GradScale'd, quantized on the even grid.
     let d = Array2::from_shape_fn((batch, n_out), |_| {
         let u = (lcg(&mut s) % 1_000_000) as f32 / 1e6;
-        let sign = if lcg(&mut s).is_multiple_of(2) {
-            1.0
-        } else {
-            -1.0
-        };
+        let sign = if lcg(&mut s).is_multiple_of(2) { 1.0 } else { -1.0 };
         sign * u.powi(3)
     });
     let sc = radix4::gradscale(radix4::max_abs(&d));
@@ -114,55 +104,22 @@ fn main() {
     for path in [kernel::detect(), kernel::KernelPath::Portable] {
         let mut tile = Tile::new(&hw).expect("chip").with_kernel(path);
         let mut ev = Events::default();
-        let fwd = tile
-            .program(
-                &StoredMatrix {
-                    codes: w.view(),
-                    bits: 4,
-                    signed: true,
-                },
-                1,
-                &mut ev,
-            )
-            .expect("program");
-        let bwd = tile
-            .program(
-                &StoredMatrix {
-                    codes: wt.view(),
-                    bits: 4,
-                    signed: true,
-                },
-                2,
-                &mut ev,
-            )
-            .expect("program");
-        let xin = InputBatch::Int {
-            codes: x.view(),
-            bits: 4,
-            signed: false,
-        };
-        let din = InputBatch::Radix4 {
-            codes: dcodes.view(),
-            levels: 8,
-        };
+        let fwd = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 1, &mut ev).expect("program");
+        let bwd = tile.program(&StoredMatrix { codes: wt.view(), bits: 4, signed: true }, 2, &mut ev).expect("program");
+        let xin = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
+        let din = InputBatch::Radix4 { codes: dcodes.view(), levels: 8 };
         let mut seed = 0u64;
         let mut ev_f = Events::default();
         let t_fwd = median(31, || {
             seed += 1;
             ev_f = Events::default();
-            black_box(
-                tile.mvm(&fwd, &xin, &Gains::Uniform(2.0), seed, &mut ev_f)
-                    .expect("mvm"),
-            );
+            black_box(tile.mvm(&fwd, &xin, &Gains::Uniform(2.0), seed, &mut ev_f).expect("mvm"));
         });
         let mut ev_b = Events::default();
         let t_bwd = median(31, || {
             seed += 1;
             ev_b = Events::default();
-            black_box(
-                tile.mvm(&bwd, &din, &Gains::Uniform(2.0), seed, &mut ev_b)
-                    .expect("mvm"),
-            );
+            black_box(tile.mvm(&bwd, &din, &Gains::Uniform(2.0), seed, &mut ev_b).expect("mvm"));
         });
         let xf = x.mapv(|v| v as f32);
         let wtf = wt.mapv(|v| v as f32);

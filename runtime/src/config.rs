@@ -225,3 +225,77 @@ pub enum GradScaleMode {
     /// No scaling.
     Off,
 }
+
+/// The three training MVMs of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Mvm {
+    /// `z = W·a`.
+    Forward,
+    /// `g = Wᵀ·δ`.
+    Backward,
+    /// `dW = δ·aᵀ`.
+    WeightGrad,
+}
+
+impl Mvm {
+    /// All three, in order.
+    pub const ALL: [Mvm; 3] = [Mvm::Forward, Mvm::Backward, Mvm::WeightGrad];
+
+    /// The language's key for it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Mvm::Forward => "forward",
+            Mvm::Backward => "backward",
+            Mvm::WeightGrad => "weight_grad",
+        }
+    }
+}
+
+/// Digital MAC precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Precision {
+    /// 4-bit formats (int4 and radix-4 FP4).
+    Int4,
+    /// INT8.
+    Int8,
+    /// FP16.
+    Fp16,
+    /// FP32.
+    F32,
+}
+
+/// Where an MVM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Target {
+    /// On the IMC arrays.
+    Imc,
+    /// On digital MAC units of this precision.
+    Digital(Precision),
+}
+
+/// How ADC gains are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum RangePolicy {
+    /// Minimise clipping plus rounding error from running statistics.
+    Mse {
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// Cover the running maximum.
+    Max {
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// Cover a percentile of |sum|.
+    Percentile {
+        /// The percentile.
+        p: f64,
+        /// Momentum of the statistics.
+        momentum: f64,
+    },
+    /// One fixed gain.
+    Fixed {
+        /// The gain.
+        gain: f64,
+    },
+}

@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod formats;
+pub mod ir;
 pub mod sim;

@@ -34,9 +34,7 @@ fn ctor(v: &Value) -> &Ctor {
 }
 
 fn arg<'a>(c: &'a Ctor, key: &str) -> &'a Value {
-    c.args
-        .get(key)
-        .unwrap_or_else(|| panic!("schema bug: `{}` has no `{key}`", c.name))
+    c.args.get(key).unwrap_or_else(|| panic!("schema bug: `{}` has no `{key}`", c.name))
 }
 
 /// Every hardware definition as a runtime config, with warnings for settings without effect.
@@ -76,11 +74,7 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             },
             _ => InputMode::BitSerial,
         },
-        signs: if sym(ps.get("signs")) == "signed" {
-            SignMode::Signed
-        } else {
-            SignMode::TwoPass
-        },
+        signs: if sym(ps.get("signs")) == "signed" { SignMode::Signed } else { SignMode::TwoPass },
         skip_empty_planes: matches!(ps.get("skip_empty_planes"), Value::Bool(true)),
         adc: AdcConfig {
             bits: int(ps.get("adc.bits")) as u32,
@@ -140,10 +134,7 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
     if let InputMode::Dac { bits, levels } = &hw.input
         && let Some(span) = ps.span("input")
     {
-        let powers_of_four = levels
-            .iter()
-            .enumerate()
-            .all(|(j, &l)| l == 4f64.powi(j as i32));
+        let powers_of_four = levels.iter().enumerate().all(|(j, &l)| l == 4f64.powi(j as i32));
         if !powers_of_four {
             diags.push(
                 Diagnostic::new(Code::ValueOutOfRange, "DAC levels must be successive powers of 4 starting at 1")
@@ -155,15 +146,9 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
             && top > ((1u64 << *bits) - 1) as f64
         {
             diags.push(
-                Diagnostic::new(
-                    Code::ValueOutOfRange,
-                    format!("a {bits}-bit DAC cannot apply level {top}"),
-                )
-                .primary(
-                    span,
-                    format!("levels up to {top} need {} bits", (top + 1.0).log2().ceil()),
-                )
-                .help("raise `bits` or drop the top level"),
+                Diagnostic::new(Code::ValueOutOfRange, format!("a {bits}-bit DAC cannot apply level {top}"))
+                    .primary(span, format!("levels up to {top} need {} bits", (top + 1.0).log2().ceil()))
+                    .help("raise `bits` or drop the top level"),
             );
         }
     }
@@ -171,13 +156,10 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
         && hw.adc.zero == AdcZero::Unsigned
         && let Some(span) = ps.span("signs").or(ps.span("adc.zero"))
     {
-        let mut d = Diagnostic::new(
-            Code::SignedDriveUnsignedAdc,
-            "signed row drive with an unsigned ADC",
-        )
-        .primary(span, "column sums can be negative")
-        .note("an unsigned ADC clips every negative column sum to zero")
-        .help("set `adc { zero = signed; }` (or `differential`), or `signs = two_pass`");
+        let mut d = Diagnostic::new(Code::SignedDriveUnsignedAdc, "signed row drive with an unsigned ADC")
+            .primary(span, "column sums can be negative")
+            .note("an unsigned ADC clips every negative column sum to zero")
+            .help("set `adc { zero = signed; }` (or `differential`), or `signs = two_pass`");
         if let Some(z) = ps.span("adc.zero") {
             d = d.secondary(z, "unsigned here");
         }
@@ -188,24 +170,16 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
         && hw.noise.dac_error > 0.0
     {
         diags.push(
-            no_effect(
-                span,
-                "`noise.dac_error` has no effect with bit-serial inputs".into(),
-                "ignored",
-            )
-            .note("binary input planes use no DAC; the error applies to `input = dac(...)` only"),
+            no_effect(span, "`noise.dac_error` has no effect with bit-serial inputs".into(), "ignored")
+                .note("binary input planes use no DAC; the error applies to `input = dac(...)` only"),
         );
     }
     if let Some(span) = ps.span("noise.scaling")
         && hw.noise.sigma_lsb == 0.0
     {
         diags.push(
-            no_effect(
-                span,
-                "`noise.scaling` has no effect without noise".into(),
-                "ignored",
-            )
-            .note("`noise.sigma_lsb` is 0"),
+            no_effect(span, "`noise.scaling` has no effect without noise".into(), "ignored")
+                .note("`noise.sigma_lsb` is 0"),
         );
     }
 }
@@ -214,10 +188,7 @@ fn hardware_warnings(ps: &ParamSet, hw: &HardwareConfig, diags: &mut Diagnostics
 pub fn weight_format(v: &Value) -> WeightFormat {
     let c = ctor(v);
     match c.name {
-        "int4_sawb" => WeightFormat::Int4Sawb {
-            c1: real(arg(c, "c1")),
-            c2: real(arg(c, "c2")),
-        },
+        "int4_sawb" => WeightFormat::Int4Sawb { c1: real(arg(c, "c1")), c2: real(arg(c, "c2")) },
         "int8" => WeightFormat::Int8,
         _ => WeightFormat::F32,
     }
@@ -227,10 +198,9 @@ pub fn weight_format(v: &Value) -> WeightFormat {
 pub fn activation_format(v: &Value) -> ActivationFormat {
     let c = ctor(v);
     match c.name {
-        "int4_pact" => ActivationFormat::Int4Pact {
-            alpha: real(arg(c, "alpha")),
-            alpha_decay: real(arg(c, "alpha_decay")),
-        },
+        "int4_pact" => {
+            ActivationFormat::Int4Pact { alpha: real(arg(c, "alpha")), alpha_decay: real(arg(c, "alpha_decay")) }
+        }
         "int8" => ActivationFormat::Int8,
         _ => ActivationFormat::F32,
     }
@@ -240,11 +210,7 @@ pub fn activation_format(v: &Value) -> ActivationFormat {
 pub fn error_format(v: &Value) -> ErrorFormat {
     let c = ctor(v);
     let phase = |k: &str| {
-        if sym(arg(c, k)) == "odd" {
-            Phase::Odd
-        } else {
-            Phase::Even
-        }
+        if sym(arg(c, k)) == "odd" { Phase::Odd } else { Phase::Even }
     };
     match c.name {
         "radix4" => ErrorFormat::Radix4(Radix4Config {
@@ -288,19 +254,10 @@ pub fn range_policy(v: &Value) -> RangePolicy {
     let c = ctor(v);
     let momentum = || real(arg(c, "momentum"));
     match c.name {
-        "max" => RangePolicy::Max {
-            momentum: momentum(),
-        },
-        "percentile" => RangePolicy::Percentile {
-            p: real(arg(c, "p")),
-            momentum: momentum(),
-        },
-        "fixed" => RangePolicy::Fixed {
-            gain: real(arg(c, "gain")),
-        },
-        _ => RangePolicy::Mse {
-            momentum: momentum(),
-        },
+        "max" => RangePolicy::Max { momentum: momentum() },
+        "percentile" => RangePolicy::Percentile { p: real(arg(c, "p")), momentum: momentum() },
+        "fixed" => RangePolicy::Fixed { gain: real(arg(c, "gain")) },
+        _ => RangePolicy::Mse { momentum: momentum() },
     }
 }
 
@@ -312,14 +269,9 @@ pub fn data_set(v: &Value) -> DataSet {
         _ => String::new(),
     };
     match c.name {
-        "digits" => DataSet::Digits {
-            test_fraction: real(arg(c, "test_fraction")),
-        },
+        "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")) },
         "mnist" => DataSet::Mnist { dir: s("dir") },
-        _ => DataSet::Idx {
-            dir: s("dir"),
-            classes: int(arg(c, "classes")) as usize,
-        },
+        _ => DataSet::Idx { dir: s("dir"), classes: int(arg(c, "classes")) as usize },
     }
 }
 
@@ -338,13 +290,8 @@ pub fn sgd(v: &Value) -> Sgd {
 pub fn schedule(v: &Value) -> Schedule {
     let c = ctor(v);
     match c.name {
-        "step" => Schedule::Step {
-            every: int(arg(c, "every")) as u64,
-            gamma: real(arg(c, "gamma")),
-        },
-        "cosine" => Schedule::Cosine {
-            min_lr: real(arg(c, "min_lr")),
-        },
+        "step" => Schedule::Step { every: int(arg(c, "every")) as u64, gamma: real(arg(c, "gamma")) },
+        "cosine" => Schedule::Cosine { min_lr: real(arg(c, "min_lr")) },
         _ => Schedule::Constant,
     }
 }
@@ -353,12 +300,6 @@ pub fn schedule(v: &Value) -> Schedule {
 pub fn defaults(kind: Kind) -> ParamSet {
     let mut set = ParamSet::default();
     let mut sink = Diagnostics::default();
-    super::params::fill_defaults(
-        &mut set,
-        schema::block(kind),
-        "",
-        Span::new(crate::span::FileId(0), 0..0),
-        &mut sink,
-    );
+    super::params::fill_defaults(&mut set, schema::block(kind), "", Span::new(crate::span::FileId(0), 0..0), &mut sink);
     set
 }

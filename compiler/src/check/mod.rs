@@ -44,22 +44,13 @@ impl Compilation {
 
 /// Compiles the root file `root_text` (read from `root_path`, shown as `root_name`), loading its
 /// imports through `loader`.
-pub fn compile(
-    root_path: &Path,
-    root_name: &str,
-    root_text: &str,
-    loader: &dyn FileLoader,
-) -> Compilation {
+pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn FileLoader) -> Compilation {
     let mut diags = Diagnostics::default();
     let loaded = loader::load(root_path, root_name, root_text, loader, &mut diags);
     let root = loaded.files.first().map(|(id, _)| *id).unwrap_or(FileId(0));
     let program = check(&loaded.sources, &loaded.files, root, &mut diags);
     let program = if diags.has_errors() { None } else { program };
-    Compilation {
-        sources: loaded.sources,
-        program,
-        diagnostics: diags.into_sorted(),
-    }
+    Compilation { sources: loaded.sources, program, diagnostics: diags.into_sorted() }
 }
 
 /// One definition: a top-level block whose kind is known.
@@ -87,37 +78,19 @@ impl<'a> Defs<'a> {
 
     /// Reports an unresolved `name` expected to be a `kind`: the wrong kind, or a typo.
     pub fn unresolved(&self, kind: Kind, name: &str, span: Span) -> Diagnostic {
-        if let Some(other) = Kind::ALL
-            .into_iter()
-            .find(|k| self.find(*k, name).is_some())
-        {
+        if let Some(other) = Kind::ALL.into_iter().find(|k| self.find(*k, name).is_some()) {
             let def = &self.list[self.find(other, name).unwrap_or(0)];
             return Diagnostic::new(
                 Code::WrongKindOfName,
-                format!(
-                    "`{name}` is a `{}`, not a `{}`",
-                    other.keyword(),
-                    kind.keyword()
-                ),
+                format!("`{name}` is a `{}`, not a `{}`", other.keyword(), kind.keyword()),
             )
             .primary(span, format!("expected a `{}`", kind.keyword()))
-            .secondary(
-                def.block.name.span,
-                format!("`{name}` is defined here as a `{}`", other.keyword()),
-            );
+            .secondary(def.block.name.span, format!("`{name}` is defined here as a `{}`", other.keyword()));
         }
-        let names: Vec<&str> = self
-            .by_name
-            .keys()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, n)| *n)
-            .collect();
-        let mut d = Diagnostic::new(
-            Code::UnresolvedName,
-            format!("no `{}` named `{name}`", kind.keyword()),
-        )
-        .primary(span, "not found")
-        .maybe_help(did_you_mean(name, names.iter().copied()));
+        let names: Vec<&str> = self.by_name.keys().filter(|(k, _)| *k == kind).map(|(_, n)| *n).collect();
+        let mut d = Diagnostic::new(Code::UnresolvedName, format!("no `{}` named `{name}`", kind.keyword()))
+            .primary(span, "not found")
+            .maybe_help(did_you_mean(name, names.iter().copied()));
         if names.is_empty() {
             d = d.note(format!("no `{}` is defined or imported", kind.keyword()));
         }
@@ -125,26 +98,15 @@ impl<'a> Defs<'a> {
     }
 }
 
-fn check(
-    sources: &SourceMap,
-    files: &[(FileId, ast::File)],
-    root: FileId,
-    diags: &mut Diagnostics,
-) -> Option<Program> {
+fn check(sources: &SourceMap, files: &[(FileId, ast::File)], root: FileId, diags: &mut Diagnostics) -> Option<Program> {
     let mut defs = collect(files, root, diags);
     if defs.list.is_empty() {
         if !diags.has_errors() {
             let end = sources.get(root).text.len();
             diags.push(
-                Diagnostic::new(
-                    Code::EmptyFile,
-                    "nothing to compile: the file defines nothing",
-                )
-                .primary(
-                    Span::new(root, end..end),
-                    "no `hardware`, `quant`, `network`, `mapping` or `train` block",
-                )
-                .help("see `spec/language.md` or the files in `examples/`"),
+                Diagnostic::new(Code::EmptyFile, "nothing to compile: the file defines nothing")
+                    .primary(Span::new(root, end..end), "no `hardware`, `quant`, `network`, `mapping` or `train` block")
+                    .help("see `spec/language.md` or the files in `examples/`"),
             );
         }
         return None;
@@ -157,25 +119,12 @@ fn check(
     if !diags.has_errors() {
         report_unused(&defs, &used, diags); // after errors, "unused" is mostly noise
     }
-    Some(Program {
-        hardware,
-        networks: networks.into_values().flatten().collect(),
-        trains,
-    })
+    Some(Program { hardware, networks: networks.into_values().flatten().collect(), trains })
 }
 
 /// Collects the definitions of every file, reporting unknown kinds and duplicates.
-fn collect<'a>(
-    files: &'a [(FileId, ast::File)],
-    root: FileId,
-    diags: &mut Diagnostics,
-) -> Defs<'a> {
-    let mut defs = Defs {
-        list: Vec::new(),
-        by_name: BTreeMap::new(),
-        params: Vec::new(),
-        extended: BTreeSet::new(),
-    };
+fn collect<'a>(files: &'a [(FileId, ast::File)], root: FileId, diags: &mut Diagnostics) -> Defs<'a> {
+    let mut defs = Defs { list: Vec::new(), by_name: BTreeMap::new(), params: Vec::new(), extended: BTreeSet::new() };
     for (file, ast) in files {
         for item in &ast.items {
             let ast::Item::Block(block) = item else {
@@ -195,22 +144,15 @@ fn collect<'a>(
             if let Some(&first) = defs.by_name.get(&(kind, name)) {
                 let prev: &ast::Block = defs.list[first].block;
                 diags.push(
-                    Diagnostic::new(
-                        Code::DuplicateDefinition,
-                        format!("`{} {name}` is defined twice", kind.keyword()),
-                    )
-                    .primary(block.name.span, "defined again here")
-                    .secondary(prev.name.span, "first defined here")
-                    .help("rename one of them"),
+                    Diagnostic::new(Code::DuplicateDefinition, format!("`{} {name}` is defined twice", kind.keyword()))
+                        .primary(block.name.span, "defined again here")
+                        .secondary(prev.name.span, "first defined here")
+                        .help("rename one of them"),
                 );
                 continue;
             }
             defs.by_name.insert((kind, name), defs.list.len());
-            defs.list.push(Def {
-                kind,
-                block,
-                in_root: *file == root,
-            });
+            defs.list.push(Def { kind, block, in_root: *file == root });
         }
     }
     defs
@@ -221,14 +163,7 @@ fn resolve_params(defs: &mut Defs<'_>, diags: &mut Diagnostics) {
     let explicit: Vec<ParamSet> = defs
         .list
         .iter()
-        .map(|d| {
-            params::explicit(
-                &d.block.body,
-                schema::block(d.kind),
-                d.kind == Kind::Network,
-                diags,
-            )
-        })
+        .map(|d| params::explicit(&d.block.body, schema::block(d.kind), d.kind == Kind::Network, diags))
         .collect();
     // The base of each definition (after reporting bad `extends`).
     let mut base: Vec<Option<usize>> = vec![None; defs.list.len()];
@@ -251,11 +186,8 @@ fn resolve_params(defs: &mut Defs<'_>, diags: &mut Diagnostics) {
             }
             None => {
                 let d = match defs.unresolved(d.kind, &ext.name, ext.span) {
-                    d if d.code == Code::WrongKindOfName => Diagnostic {
-                        code: Code::ExtendsWrongKind,
-                        ..d
-                    }
-                    .note("a definition can only extend one of its own kind"),
+                    d if d.code == Code::WrongKindOfName => Diagnostic { code: Code::ExtendsWrongKind, ..d }
+                        .note("a definition can only extend one of its own kind"),
                     d => d,
                 };
                 diags.push(d);
@@ -269,10 +201,7 @@ fn resolve_params(defs: &mut Defs<'_>, diags: &mut Diagnostics) {
         while let Some(b) = cur {
             if b == start {
                 let ext = defs.list[start].block.extends.as_ref().expect("has a base");
-                let chain: Vec<&str> = seen
-                    .iter()
-                    .map(|&i| defs.list[i].block.name.name.as_str())
-                    .collect();
+                let chain: Vec<&str> = seen.iter().map(|&i| defs.list[i].block.name.name.as_str()).collect();
                 diags.push(
                     Diagnostic::new(
                         Code::ExtendsCycle,
@@ -296,12 +225,7 @@ fn resolve_params(defs: &mut Defs<'_>, diags: &mut Diagnostics) {
         }
     }
     let mut merged: Vec<Option<ParamSet>> = vec![None; defs.list.len()];
-    fn merge(
-        i: usize,
-        base: &[Option<usize>],
-        explicit: &[ParamSet],
-        merged: &mut Vec<Option<ParamSet>>,
-    ) -> ParamSet {
+    fn merge(i: usize, base: &[Option<usize>], explicit: &[ParamSet], merged: &mut Vec<Option<ParamSet>>) -> ParamSet {
         if let Some(m) = &merged[i] {
             return m.clone();
         }
@@ -318,25 +242,11 @@ fn resolve_params(defs: &mut Defs<'_>, diags: &mut Diagnostics) {
         let d = &defs.list[i];
         // A train block that others extend may be an incomplete template.
         let mut sink = Diagnostics::default();
-        let target = if d.kind == Kind::Train && defs.extended.contains(&i) {
-            &mut sink
-        } else {
-            &mut *diags
-        };
+        let target = if d.kind == Kind::Train && defs.extended.contains(&i) { &mut sink } else { &mut *diags };
         // After a statement failed to parse, a "missing" parameter is probably that statement.
-        let parse_failed = d
-            .block
-            .body
-            .iter()
-            .any(|s| matches!(s, ast::Stmt::Error(_)));
+        let parse_failed = d.block.body.iter().any(|s| matches!(s, ast::Stmt::Error(_)));
         let target = if parse_failed { &mut sink } else { target };
-        params::fill_defaults(
-            &mut set,
-            schema::block(d.kind),
-            &d.block.name.name,
-            d.block.name.span,
-            target,
-        );
+        params::fill_defaults(&mut set, schema::block(d.kind), &d.block.name.name, d.block.name.span, target);
         defs.params.push(set);
     }
 }

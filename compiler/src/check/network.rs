@@ -25,11 +25,7 @@ pub fn check_all(defs: &Defs<'_>, diags: &mut Diagnostics) -> BTreeMap<usize, Op
     out
 }
 
-fn check_network(
-    block: &ast::Block,
-    input: Option<&Value>,
-    diags: &mut Diagnostics,
-) -> Option<Network> {
+fn check_network(block: &ast::Block, input: Option<&Value>, diags: &mut Diagnostics) -> Option<Network> {
     let input: Option<Vec<usize>> = match input {
         Some(Value::Ints(v)) => Some(v.iter().map(|&x| x as usize).collect()),
         _ => None, // missing or invalid: already reported
@@ -53,52 +49,35 @@ fn check_network(
         let Stmt::Layer(decl) = stmt else { continue };
         if let Some(&first) = by_name.get(decl.name.name.as_str()) {
             diags.push(
-                Diagnostic::new(
-                    Code::DuplicateLayer,
-                    format!("layer `{}` is declared twice", decl.name.name),
-                )
-                .primary(decl.name.span, "declared again here")
-                .secondary(layers[first].span, "first declared here"),
+                Diagnostic::new(Code::DuplicateLayer, format!("layer `{}` is declared twice", decl.name.name))
+                    .primary(decl.name.span, "declared again here")
+                    .secondary(layers[first].span, "first declared here"),
             );
             continue;
         }
         if let Some(l) = loss {
             diags.push(
-                Diagnostic::new(
-                    Code::LossPlacement,
-                    format!("layer `{}` follows the loss", decl.name.name),
-                )
-                .primary(decl.span, "nothing may follow the loss")
-                .secondary(l.span, "the loss is declared here"),
+                Diagnostic::new(Code::LossPlacement, format!("layer `{}` follows the loss", decl.name.name))
+                    .primary(decl.span, "nothing may follow the loss")
+                    .secondary(l.span, "the loss is declared here"),
             );
         }
         let Some(spec) = schema::layer(&decl.op.name) else {
             diags.push(
-                Diagnostic::new(
-                    Code::UnknownLayerOp,
-                    format!("unknown layer operation `{}`", decl.op.name),
-                )
-                .primary(decl.op.span, "not a layer operation")
-                .maybe_help(did_you_mean(
-                    &decl.op.name,
-                    schema::LAYERS.iter().map(|l| l.op),
-                ))
-                .note(format!(
-                    "the operations are: {}",
-                    schema::LAYERS
-                        .iter()
-                        .map(|l| l.op)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                Diagnostic::new(Code::UnknownLayerOp, format!("unknown layer operation `{}`", decl.op.name))
+                    .primary(decl.op.span, "not a layer operation")
+                    .maybe_help(did_you_mean(&decl.op.name, schema::LAYERS.iter().map(|l| l.op)))
+                    .note(format!(
+                        "the operations are: {}",
+                        schema::LAYERS.iter().map(|l| l.op).collect::<Vec<_>>().join(", ")
+                    )),
             );
             by_name.insert(&decl.name.name, layers.len());
             layers.push(placeholder(decl));
             shapes.push(None);
             continue;
         };
-        let args =
-            Typer { diags }.args(spec.args, &decl.args, decl.span, &format!("`{}`", spec.op));
+        let args = Typer { diags }.args(spec.args, &decl.args, decl.span, &format!("`{}`", spec.op));
         let args = match args {
             Ok(a) => Some(a),
             Err(d) => {
@@ -134,18 +113,12 @@ fn check_network(
                         in_shapes.push(shapes[j].clone());
                     }
                     None => {
-                        let mut d = Diagnostic::new(
-                            Code::UnknownLayer,
-                            format!("no earlier layer named `{}`", f.name),
-                        )
-                        .primary(f.span, "unknown layer");
+                        let mut d = Diagnostic::new(Code::UnknownLayer, format!("no earlier layer named `{}`", f.name))
+                            .primary(f.span, "unknown layer");
                         if all_names.contains(&f.name.as_str()) {
                             d = d.note("`from` may only name layers declared before this one (networks are acyclic)");
                         } else {
-                            d = d.maybe_help(did_you_mean(
-                                &f.name,
-                                by_name.keys().copied().chain(["input"]),
-                            ));
+                            d = d.maybe_help(did_you_mean(&f.name, by_name.keys().copied().chain(["input"])));
                         }
                         diags.push(d);
                         in_shapes.push(None);
@@ -164,11 +137,7 @@ fn check_network(
             diags.push(
                 Diagnostic::new(Code::InputCount, msg)
                     .primary(decl.span, "wrong number of inputs")
-                    .maybe_help(
-                        is_add.then(|| {
-                            format!("name the inputs: `{}: add from a, b;`", decl.name.name)
-                        }),
-                    ),
+                    .maybe_help(is_add.then(|| format!("name the inputs: `{}: add from a, b;`", decl.name.name))),
             );
             in_shapes = vec![None];
         }
@@ -197,12 +166,9 @@ fn check_network(
 
     if loss.is_none() {
         diags.push(
-            Diagnostic::new(
-                Code::LossPlacement,
-                format!("network `{}` has no loss", block.name.name),
-            )
-            .primary(block.name.span, "no loss layer")
-            .help("end the network with `loss: softmax_cross_entropy;`"),
+            Diagnostic::new(Code::LossPlacement, format!("network `{}` has no loss", block.name.name))
+                .primary(block.name.span, "no loss layer")
+                .help("end the network with `loss: softmax_cross_entropy;`"),
         );
         return None;
     }
@@ -220,20 +186,13 @@ fn check_network(
     for (i, l) in layers.iter().enumerate() {
         if !consumed[i] && !matches!(l.op, LayerOp::SoftmaxCrossEntropy) {
             diags.push(
-                Diagnostic::new(
-                    Code::UnusedLayer,
-                    format!("the output of layer `{}` is never used", l.name),
-                )
-                .primary(l.span, "no layer reads this")
-                .help("read it with `from`, or remove the layer"),
+                Diagnostic::new(Code::UnusedLayer, format!("the output of layer `{}` is never used", l.name))
+                    .primary(l.span, "no layer reads this")
+                    .help("read it with `from`, or remove the layer"),
             );
         }
     }
-    Some(Network {
-        name: block.name.name.clone(),
-        input: input.unwrap_or_default(),
-        layers,
-    })
+    Some(Network { name: block.name.name.clone(), input: input.unwrap_or_default(), layers })
 }
 
 fn placeholder(decl: &ast::LayerDecl) -> Layer {
@@ -252,13 +211,7 @@ fn int(args: &BTreeMap<&str, Value>, key: &str) -> Option<usize> {
 }
 
 fn shape_str(s: &[usize]) -> String {
-    format!(
-        "[{}]",
-        s.iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// The operation with its inferred input sizes, and the output shape; `None` after reporting.
@@ -282,24 +235,18 @@ fn infer(
         );
         None
     };
-    let window =
-        |diags: &mut Diagnostics, size: usize, k: usize, s: usize, p: usize| -> Option<usize> {
-            let padded = size + 2 * p;
-            if padded < k {
-                diags.push(
-                    Diagnostic::new(
-                        Code::EmptyOutput,
-                        format!("the output of `{}` would be empty", decl.name.name),
-                    )
+    let window = |diags: &mut Diagnostics, size: usize, k: usize, s: usize, p: usize| -> Option<usize> {
+        let padded = size + 2 * p;
+        if padded < k {
+            diags.push(
+                Diagnostic::new(Code::EmptyOutput, format!("the output of `{}` would be empty", decl.name.name))
                     .primary(decl.span, format!("({size} + 2*{p} - {k}) / {s} + 1 <= 0"))
-                    .note(format!(
-                        "a {k}x{k} window does not fit a {size}x{size} input with padding {p}"
-                    )),
-                );
-                return None;
-            }
-            Some((padded - k) / s + 1)
-        };
+                    .note(format!("a {k}x{k} window does not fit a {size}x{size} input with padding {p}")),
+            );
+            return None;
+        }
+        Some((padded - k) / s + 1)
+    };
     match op {
         "dense" => {
             if x.len() != 1 {
@@ -320,35 +267,18 @@ fn infer(
                 diags.push(
                     Diagnostic::new(
                         Code::DenseInputMismatch,
-                        format!(
-                            "`{}` declares {declared} inputs but receives {}",
-                            decl.name.name, x[0]
-                        ),
+                        format!("`{}` declares {declared} inputs but receives {}", decl.name.name, x[0]),
                     )
                     .primary(decl.span, format!("receives {} features", x[0]))
-                    .help(format!(
-                        "write `in = {}`, or leave `in` out to infer it",
-                        x[0]
-                    )),
+                    .help(format!("write `in = {}`, or leave `in` out to infer it", x[0])),
                 );
                 return None;
             }
-            Some((
-                LayerOp::Dense {
-                    inputs: x[0],
-                    outputs,
-                    bias: flag("bias"),
-                },
-                vec![outputs],
-            ))
+            Some((LayerOp::Dense { inputs: x[0], outputs, bias: flag("bias") }, vec![outputs]))
         }
         "conv2d" => {
             let (c, h, w) = spatial(diags)?;
-            let (k, s, p) = (
-                int(args, "kernel")?,
-                int(args, "stride")?,
-                int(args, "padding")?,
-            );
+            let (k, s, p) = (int(args, "kernel")?, int(args, "stride")?, int(args, "padding")?);
             let ho = window(diags, h, k, s, p)?;
             let wo = window(diags, w, k, s, p)?;
             let out = int(args, "out")?;
@@ -369,39 +299,25 @@ fn infer(
             let ho = window(diags, h, k, s, 0)?;
             let wo = window(diags, w, k, s, 0)?;
             let op = if op == "maxpool" {
-                LayerOp::MaxPool {
-                    kernel: k,
-                    stride: s,
-                }
+                LayerOp::MaxPool { kernel: k, stride: s }
             } else {
-                LayerOp::AvgPool {
-                    kernel: k,
-                    stride: s,
-                }
+                LayerOp::AvgPool { kernel: k, stride: s }
             };
             Some((op, vec![c, ho, wo]))
         }
         "flatten" => {
             if x.len() == 1 {
                 diags.push(
-                    Diagnostic::new(
-                        Code::FlattenRank,
-                        format!("`flatten` of an already flat input {}", shape_str(&x)),
-                    )
-                    .primary(decl.span, format!("input is {}", shape_str(&x)))
-                    .help("remove this layer"),
+                    Diagnostic::new(Code::FlattenRank, format!("`flatten` of an already flat input {}", shape_str(&x)))
+                        .primary(decl.span, format!("input is {}", shape_str(&x)))
+                        .help("remove this layer"),
                 );
                 return None;
             }
             Some((LayerOp::Flatten, vec![x.iter().product()]))
         }
         "relu" => Some((LayerOp::Relu, x)),
-        "pact" => Some((
-            LayerOp::Pact {
-                alpha: args.get("alpha").and_then(Value::as_real),
-            },
-            x,
-        )),
+        "pact" => Some((LayerOp::Pact { alpha: args.get("alpha").and_then(Value::as_real) }, x)),
         "batchnorm" => {
             let momentum = args.get("momentum").and_then(Value::as_real)?;
             let eps = args.get("eps").and_then(Value::as_real)?;
@@ -416,14 +332,8 @@ fn infer(
                             Code::AddShapeMismatch,
                             format!("`add` of {} and {}", shape_str(&x), shape_str(other)),
                         )
-                        .primary(
-                            decl.from[i].span,
-                            format!("this input is {}", shape_str(other)),
-                        )
-                        .secondary(
-                            decl.from[0].span,
-                            format!("the first input is {}", shape_str(&x)),
-                        ),
+                        .primary(decl.from[i].span, format!("this input is {}", shape_str(other)))
+                        .secondary(decl.from[0].span, format!("the first input is {}", shape_str(&x))),
                     );
                     return None;
                 }

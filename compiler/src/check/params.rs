@@ -30,11 +30,7 @@ impl ParamSet {
     /// The value under `key`. Defaulted keys are always present after [`fill_defaults`]; a
     /// missing one is a schema bug, never a user error.
     pub fn get(&self, key: &str) -> &Value {
-        &self
-            .map
-            .get(key)
-            .unwrap_or_else(|| panic!("schema bug: `{key}` has no value"))
-            .value
+        &self.map.get(key).unwrap_or_else(|| panic!("schema bug: `{key}` has no value")).value
     }
 
     /// The value under `key`, if any.
@@ -72,27 +68,14 @@ impl ParamSet {
 
 /// Types the explicit statements of a block body. Layer declarations are left to the network
 /// checker (`allow_layers`), or reported as misplaced.
-pub fn explicit(
-    body: &[Stmt],
-    spec: &BlockSpec,
-    allow_layers: bool,
-    diags: &mut Diagnostics,
-) -> ParamSet {
+pub fn explicit(body: &[Stmt], spec: &BlockSpec, allow_layers: bool, diags: &mut Diagnostics) -> ParamSet {
     let mut set = ParamSet::default();
     let mut key_spans: BTreeMap<String, Span> = BTreeMap::new();
     let kind = spec.kind.keyword();
     for stmt in body {
         match stmt {
             Stmt::Param(p) => {
-                param(
-                    p,
-                    spec.params,
-                    "",
-                    &format!("a `{kind}` block"),
-                    &mut set,
-                    &mut key_spans,
-                    diags,
-                );
+                param(p, spec.params, "", &format!("a `{kind}` block"), &mut set, &mut key_spans, diags);
             }
             Stmt::Section(s) => {
                 let Some(sec) = spec.sections.iter().find(|x| x.name == s.kind.name) else {
@@ -116,23 +99,17 @@ pub fn explicit(
                     (None, false) => format!("{}.", sec.name),
                     (None, true) => {
                         diags.push(
-                            Diagnostic::new(
-                                Code::SyntaxError,
-                                format!("section `{}` needs a layer name", sec.name),
-                            )
-                            .primary(s.kind.span, "expected a layer name after this")
-                            .help(format!("write `{} fc1 {{ ... }}`", sec.name)),
+                            Diagnostic::new(Code::SyntaxError, format!("section `{}` needs a layer name", sec.name))
+                                .primary(s.kind.span, "expected a layer name after this")
+                                .help(format!("write `{} fc1 {{ ... }}`", sec.name)),
                         );
                         continue;
                     }
                     (Some(l), false) => {
                         diags.push(
-                            Diagnostic::new(
-                                Code::SyntaxError,
-                                format!("section `{}` takes no label", sec.name),
-                            )
-                            .primary(l.span, "unexpected label")
-                            .help(format!("write `{} {{ ... }}`", sec.name)),
+                            Diagnostic::new(Code::SyntaxError, format!("section `{}` takes no label", sec.name))
+                                .primary(l.span, "unexpected label")
+                                .help(format!("write `{} {{ ... }}`", sec.name)),
                         );
                         continue;
                     }
@@ -140,19 +117,9 @@ pub fn explicit(
                 let ctx = format!("section `{}`", sec.name);
                 for inner in &s.body {
                     match inner {
-                        Stmt::Param(p) => param(
-                            p,
-                            sec.params,
-                            &prefix,
-                            &ctx,
-                            &mut set,
-                            &mut key_spans,
-                            diags,
-                        ),
+                        Stmt::Param(p) => param(p, sec.params, &prefix, &ctx, &mut set, &mut key_spans, diags),
                         Stmt::Error(_) => {}
-                        Stmt::Layer(l) => {
-                            diags.push(misplaced(l.span, "a layer declaration", &ctx))
-                        }
+                        Stmt::Layer(l) => diags.push(misplaced(l.span, "a layer declaration", &ctx)),
                         Stmt::Section(n) => diags.push(misplaced(n.span, "a nested section", &ctx)),
                     }
                 }
@@ -160,17 +127,14 @@ pub fn explicit(
                 if sec.labelled
                     && let Some(l) = &s.label
                 {
-                    set.map.entry(format!("{prefix}__label")).or_insert(Entry {
-                        value: Value::Str(l.name.clone()),
-                        span: Some(l.span),
-                    });
+                    set.map
+                        .entry(format!("{prefix}__label"))
+                        .or_insert(Entry { value: Value::Str(l.name.clone()), span: Some(l.span) });
                 }
             }
-            Stmt::Layer(l) if !allow_layers => diags.push(misplaced(
-                l.span,
-                "a layer declaration",
-                &format!("a `{kind}` block"),
-            )),
+            Stmt::Layer(l) if !allow_layers => {
+                diags.push(misplaced(l.span, "a layer declaration", &format!("a `{kind}` block")))
+            }
             Stmt::Layer(_) | Stmt::Error(_) => {}
         }
     }
@@ -178,12 +142,9 @@ pub fn explicit(
 }
 
 fn misplaced(span: Span, what: &str, ctx: &str) -> Diagnostic {
-    Diagnostic::new(
-        Code::MisplacedStatement,
-        format!("{what} is not allowed in {ctx}"),
-    )
-    .primary(span, "not allowed here")
-    .note("layers are declared in `network` blocks as `name: op(args);`")
+    Diagnostic::new(Code::MisplacedStatement, format!("{what} is not allowed in {ctx}"))
+        .primary(span, "not allowed here")
+        .note("layers are declared in `network` blocks as `name: op(args);`")
 }
 
 fn param(
@@ -196,12 +157,9 @@ fn param(
     diags: &mut Diagnostics,
 ) {
     let Some(spec) = specs.iter().find(|s| s.name == p.key.name) else {
-        let d = Diagnostic::new(
-            Code::UnknownParameter,
-            format!("{ctx} has no parameter `{}`", p.key.name),
-        )
-        .primary(p.key.span, "unknown parameter")
-        .maybe_help(did_you_mean(&p.key.name, specs.iter().map(|s| s.name)));
+        let d = Diagnostic::new(Code::UnknownParameter, format!("{ctx} has no parameter `{}`", p.key.name))
+            .primary(p.key.span, "unknown parameter")
+            .maybe_help(did_you_mean(&p.key.name, specs.iter().map(|s| s.name)));
         diags.push(d);
         return;
     };
@@ -218,13 +176,7 @@ fn param(
     key_spans.insert(key.clone(), p.key.span);
     let what = format!("`{key}`");
     if let Some(value) = (Typer { diags }).eval(&p.value, &spec.ty, &what) {
-        set.map.insert(
-            key,
-            Entry {
-                value,
-                span: Some(p.span),
-            },
-        );
+        set.map.insert(key, Entry { value, span: Some(p.span) });
     }
 }
 
@@ -238,11 +190,7 @@ pub fn fill_defaults(
     diags: &mut Diagnostics,
 ) {
     let mut missing = Vec::new();
-    let sections = spec
-        .sections
-        .iter()
-        .filter(|s| !s.labelled)
-        .map(|s| (format!("{}.", s.name), s.params));
+    let sections = spec.sections.iter().filter(|s| !s.labelled).map(|s| (format!("{}.", s.name), s.params));
     for (prefix, params) in std::iter::once((String::new(), spec.params)).chain(sections) {
         for ps in params {
             let key = format!("{prefix}{}", ps.name);
@@ -251,9 +199,8 @@ pub fn fill_defaults(
             }
             match ps.presence {
                 Presence::Default(_) => {
-                    let value = default_value(ps).unwrap_or_else(|| {
-                        panic!("schema bug: default of `{key}` does not type-check")
-                    });
+                    let value = default_value(ps)
+                        .unwrap_or_else(|| panic!("schema bug: default of `{key}` does not type-check"));
                     set.map.insert(key, Entry { value, span: None });
                 }
                 Presence::Required => missing.push(ps),

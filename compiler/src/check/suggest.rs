@@ -12,10 +12,7 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// A `help:` line suggesting the closest candidate.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
@@ -25,14 +22,8 @@ mod tests {
 
     #[test]
     fn suggests_typos_but_not_unrelated_words() {
-        assert_eq!(
-            closest("sigma_lbs", ["sigma_lsb", "scaling"]),
-            Some("sigma_lsb")
-        );
-        assert_eq!(
-            closest("hardwre", ["hardware", "network"]),
-            Some("hardware")
-        );
+        assert_eq!(closest("sigma_lbs", ["sigma_lsb", "scaling"]), Some("sigma_lsb"));
+        assert_eq!(closest("hardwre", ["hardware", "network"]), Some("hardware"));
         assert_eq!(closest("banana", ["hardware", "network"]), None);
         assert_eq!(closest("Dense", ["dense"]), Some("dense"));
     }

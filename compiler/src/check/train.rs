@@ -27,18 +27,12 @@ pub fn check_all(
             continue;
         }
         let ps = &defs.params[i];
-        let is_template = defs.extended.contains(&i)
-            && (ps.try_get("network").is_none() || ps.try_get("data").is_none());
+        let is_template =
+            defs.extended.contains(&i) && (ps.try_get("network").is_none() || ps.try_get("data").is_none());
         if is_template {
             continue;
         }
-        let mut cx = TrainCx {
-            defs,
-            block_span: d.block.span,
-            ps,
-            diags,
-            used: &mut *used,
-        };
+        let mut cx = TrainCx { defs, block_span: d.block.span, ps, diags, used: &mut *used };
         if let Some(run) = cx.check(&d.block.name.name, networks)
             && d.in_root
         {
@@ -98,11 +92,7 @@ struct Grouped {
 impl Grouped {
     fn add(&mut self, d: Diagnostic, layer: &str) {
         let key = (d.code, d.span());
-        self.by_span
-            .entry(key)
-            .or_insert_with(|| (d, Vec::new()))
-            .1
-            .push(layer.to_string());
+        self.by_span.entry(key).or_insert_with(|| (d, Vec::new())).1.push(layer.to_string());
     }
 
     fn emit(self, diags: &mut Diagnostics) {
@@ -110,11 +100,7 @@ impl Grouped {
             if layers.len() > 1 {
                 d = d.note(format!(
                     "this applies to layers {}",
-                    layers
-                        .iter()
-                        .map(|l| format!("`{l}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    layers.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
                 ));
             }
             diags.push(d);
@@ -141,35 +127,20 @@ impl TrainCx<'_, '_> {
         }
     }
 
-    fn check(
-        &mut self,
-        name: &str,
-        networks: &BTreeMap<usize, Option<Network>>,
-    ) -> Option<TrainRun> {
+    fn check(&mut self, name: &str, networks: &BTreeMap<usize, Option<Network>>) -> Option<TrainRun> {
         let net_idx = self.reference("network", Kind::Network);
         let quant_idx = self.reference("quant", Kind::Quant);
         let map_idx = self.reference("mapping", Kind::Mapping);
         let hw_idx = self.reference("hardware", Kind::Hardware);
-        let (Ok(Some(net_idx)), Ok(quant_idx), Ok(map_idx), Ok(hw_idx)) =
-            (net_idx, quant_idx, map_idx, hw_idx)
-        else {
+        let (Ok(Some(net_idx)), Ok(quant_idx), Ok(map_idx), Ok(hw_idx)) = (net_idx, quant_idx, map_idx, hw_idx) else {
             return None;
         };
         let net = networks.get(&net_idx)?.as_ref()?; // a network with errors was reported already
         let data = build::data_set(self.ps.try_get("data")?);
-        let hw_ps = hw_idx.map_or_else(
-            || build::defaults(Kind::Hardware),
-            |i| self.defs.params[i].clone(),
-        );
+        let hw_ps = hw_idx.map_or_else(|| build::defaults(Kind::Hardware), |i| self.defs.params[i].clone());
         let hardware = build::hardware(&hw_ps);
-        let q_ps = quant_idx.map_or_else(
-            || build::defaults(Kind::Quant),
-            |i| self.defs.params[i].clone(),
-        );
-        let m_ps = map_idx.map_or_else(
-            || build::defaults(Kind::Mapping),
-            |i| self.defs.params[i].clone(),
-        );
+        let q_ps = quant_idx.map_or_else(|| build::defaults(Kind::Quant), |i| self.defs.params[i].clone());
+        let m_ps = map_idx.map_or_else(|| build::defaults(Kind::Mapping), |i| self.defs.params[i].clone());
 
         self.check_data(&data, net, net_idx);
         let reference = matches!(self.ps.get("reference"), Value::Bool(true));
@@ -216,10 +187,7 @@ impl TrainCx<'_, '_> {
         {
             let mut d = Diagnostic::new(
                 Code::DataShapeMismatch,
-                format!(
-                    "network `{}` takes {pixels} inputs per sample, the data set has {p}",
-                    net.name
-                ),
+                format!("network `{}` takes {pixels} inputs per sample, the data set has {p}", net.name),
             );
             if let Some(s) = data_span {
                 d = d.primary(s, format!("samples have {p} pixels"));
@@ -229,26 +197,19 @@ impl TrainCx<'_, '_> {
             }
             self.diags.push(d);
         }
-        if let Some(loss) = net
-            .layers
-            .iter()
-            .find(|l| matches!(l.op, LayerOp::SoftmaxCrossEntropy))
+        if let Some(loss) = net.layers.iter().find(|l| matches!(l.op, LayerOp::SoftmaxCrossEntropy))
             && loss.in_shape.first() != Some(&classes)
         {
             let got = loss.in_shape.first().copied().unwrap_or(0);
             let mut d = Diagnostic::new(
                 Code::ClassCountMismatch,
-                format!(
-                    "network `{}` outputs {got} scores, the data set has {classes} classes",
-                    net.name
-                ),
+                format!("network `{}` outputs {got} scores, the data set has {classes} classes", net.name),
             )
             .primary(loss.span, format!("the loss receives {got} values"));
             if let Some(s) = data_span {
                 d = d.secondary(s, format!("{classes} classes"));
             }
-            self.diags
-                .push(d.help(format!("make the last dense layer `dense({classes})`")));
+            self.diags.push(d.help(format!("make the last dense layer `dense({classes})`")));
         }
     }
 
@@ -260,9 +221,7 @@ impl TrainCx<'_, '_> {
         adapt: &Adaptability,
         hw_idx: Option<usize>,
     ) -> Option<Vec<MvmLayerPlan>> {
-        let mvm_layers: Vec<usize> = (0..net.layers.len())
-            .filter(|&i| net.layers[i].op.has_mvm())
-            .collect();
+        let mvm_layers: Vec<usize> = (0..net.layers.len()).filter(|&i| net.layers[i].op.has_mvm()).collect();
         let errors_before = self.diags.has_errors();
         self.check_labels(q, net, "quant", "has no weights to quantize");
         self.check_labels(m, net, "mapping", "has no MVMs to map");
@@ -279,14 +238,9 @@ impl TrainCx<'_, '_> {
             && let Some(span) = m.span("two_level_digital")
         {
             self.diags.push(
-                Diagnostic::new(
-                    Code::NoEffect,
-                    "`two_level_digital` has no effect with full ADC adaptability",
-                )
-                .primary(span, "ignored")
-                .note(
-                    "`auto` keeps an MVM digital only on hardware with a finite list of ADC gains",
-                ),
+                Diagnostic::new(Code::NoEffect, "`two_level_digital` has no effect with full ADC adaptability")
+                    .primary(span, "ignored")
+                    .note("`auto` keeps an MVM digital only on hardware with a finite list of ADC gains"),
             );
         }
         let adapt_span = hw_idx.and_then(|i| self.defs.params[i].span("adc.adaptability"));
@@ -309,10 +263,7 @@ impl TrainCx<'_, '_> {
             let mut weights = build::weight_format(&wv);
             let mut activations = build::activation_format(&av);
             let errors = build::error_format(&ev);
-            let edge = [
-                (pos == 0, "first_layer"),
-                (pos + 1 == mvm_layers.len(), "last_layer"),
-            ];
+            let edge = [(pos == 0, "first_layer"), (pos + 1 == mvm_layers.len(), "last_layer")];
             for (is_edge, key) in edge {
                 if !is_edge {
                     continue;
@@ -347,11 +298,7 @@ impl TrainCx<'_, '_> {
                 }
             }
             let (cw, ca, ce) = (class_w(&weights), class_a(&activations), class_e(&errors));
-            let operands = [
-                (cw, ca, w_span, a_span),
-                (cw, ce, w_span, e_span),
-                (ce, ca, e_span, a_span),
-            ];
+            let operands = [(cw, ca, w_span, a_span), (cw, ce, w_span, e_span), (ce, ca, e_span, a_span)];
 
             let mut targets = [Target::Imc; 3];
             let mut target_spans = [None; 3];
@@ -362,22 +309,11 @@ impl TrainCx<'_, '_> {
                 let widest = c1.max(c2);
                 targets[k] = match build::target(&tv) {
                     Some(t) => {
-                        self.check_target(
-                            t,
-                            widest,
-                            (c1, s1),
-                            (c2, s2),
-                            t_span,
-                            mvm,
-                            &mut grouped,
-                            lname,
-                        );
+                        self.check_target(t, widest, (c1, s1), (c2, s2), t_span, mvm, &mut grouped, lname);
                         t
                     }
                     None if widest == Precision::F32 => Target::Digital(Precision::F32),
-                    None if gains.as_ref().is_some_and(|g| g.len() < 3)
-                        && mvm == two_level_digital =>
-                    {
+                    None if gains.as_ref().is_some_and(|g| g.len() < 3) && mvm == two_level_digital => {
                         Target::Digital(widest)
                     }
                     None => Target::Imc,
@@ -388,19 +324,12 @@ impl TrainCx<'_, '_> {
             if let Some(g) = &gains
                 && on_imc.len() > g.len().min(3)
             {
-                let cause = on_imc
-                    .iter()
-                    .rev()
-                    .find_map(|&k| target_spans[k].map(|s| (s, Mvm::ALL[k].key())));
+                let cause = on_imc.iter().rev().find_map(|&k| target_spans[k].map(|s| (s, Mvm::ALL[k].key())));
                 let mut d = Diagnostic::new(
                     Code::TwoLevelAllImc,
                     format!(
                         "{} of layer `{lname}`'s MVMs are mapped to IMC, but the ADC offers only {} range setting{}",
-                        if on_imc.len() == 3 {
-                            "all three".to_string()
-                        } else {
-                            on_imc.len().to_string()
-                        },
+                        if on_imc.len() == 3 { "all three".to_string() } else { on_imc.len().to_string() },
                         g.len(),
                         if g.len() == 1 { "" } else { "s" }
                     ),
@@ -409,14 +338,7 @@ impl TrainCx<'_, '_> {
                     d = d.primary(s, format!("`{key}` mapped to IMC here"));
                 }
                 if let Some(s) = adapt_span {
-                    d = d.secondary(
-                        s,
-                        format!(
-                            "{} ADC gain{} here",
-                            g.len(),
-                            if g.len() == 1 { "" } else { "s" }
-                        ),
-                    );
+                    d = d.secondary(s, format!("{} ADC gain{} here", g.len(), if g.len() == 1 { "" } else { "s" }));
                 }
                 d = d
                     .note(
@@ -436,11 +358,8 @@ impl TrainCx<'_, '_> {
                 && !on_imc.is_empty()
                 && !g.iter().any(|x| (x - gain).abs() <= 1e-9 * gain.max(1.0))
             {
-                let mut d = Diagnostic::new(
-                    Code::GainNotAvailable,
-                    format!("the ADC has no gain {gain}"),
-                )
-                .note(format!("the hardware offers gains {g:?}"));
+                let mut d = Diagnostic::new(Code::GainNotAvailable, format!("the ADC has no gain {gain}"))
+                    .note(format!("the hardware offers gains {g:?}"));
                 if let Some(s) = r_span {
                     d = d.primary(s, "not an available gain");
                 }
@@ -454,46 +373,25 @@ impl TrainCx<'_, '_> {
                 && let Some(s) = e.span
             {
                 self.diags.push(
-                    Diagnostic::new(
-                        Code::NoEffect,
-                        format!("`adc_range` of layer `{lname}` has no effect"),
-                    )
-                    .primary(s, "ignored")
-                    .note(format!(
-                        "all three MVMs of `{lname}` are digital, so no ADC is used"
-                    )),
+                    Diagnostic::new(Code::NoEffect, format!("`adc_range` of layer `{lname}` has no effect"))
+                        .primary(s, "ignored")
+                        .note(format!("all three MVMs of `{lname}` are digital, so no ADC is used")),
                 );
             }
-            plans.push(MvmLayerPlan {
-                layer: LayerId(li as u32),
-                weights,
-                activations,
-                errors,
-                targets,
-                adc_range,
-            });
+            plans.push(MvmLayerPlan { layer: LayerId(li as u32), weights, activations, errors, targets, adc_range });
         }
         if let Some(s) = m.span("adc_range")
             && !plans.is_empty()
-            && plans
-                .iter()
-                .all(|p| p.targets.iter().all(|t| *t != Target::Imc))
+            && plans.iter().all(|p| p.targets.iter().all(|t| *t != Target::Imc))
         {
             self.diags.push(
-                Diagnostic::new(
-                    Code::NoEffect,
-                    "`adc_range` has no effect: no MVM runs on IMC",
-                )
-                .primary(s, "ignored")
-                .note("every MVM of the network is mapped digital under this train block"),
+                Diagnostic::new(Code::NoEffect, "`adc_range` has no effect: no MVM runs on IMC")
+                    .primary(s, "ignored")
+                    .note("every MVM of the network is mapped digital under this train block"),
             );
         }
         grouped.emit(self.diags);
-        if self.diags.has_errors() && !errors_before {
-            None
-        } else {
-            Some(plans)
-        }
+        if self.diags.has_errors() && !errors_before { None } else { Some(plans) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -513,10 +411,7 @@ impl TrainCx<'_, '_> {
             Target::Imc if widest == Precision::F32 => {
                 let mut d = Diagnostic::new(
                     Code::ImcNeedsQuantized,
-                    format!(
-                        "the {} MVM of `{lname}` is mapped to IMC with f32 operands",
-                        mvm.key()
-                    ),
+                    format!("the {} MVM of `{lname}` is mapped to IMC with f32 operands", mvm.key()),
                 );
                 if let Some(s) = t_span {
                     d = d.primary(s, "mapped to IMC here");
@@ -525,9 +420,7 @@ impl TrainCx<'_, '_> {
                     d = d.secondary(s, "f32 operands from here");
                 }
                 grouped.add(
-                    d.help(format!(
-                        "map it `digital(f32)`, or `auto`, or quantize the operands of `{lname}`"
-                    )),
+                    d.help(format!("map it `digital(f32)`, or `auto`, or quantize the operands of `{lname}`")),
                     lname,
                 );
             }
@@ -547,10 +440,7 @@ impl TrainCx<'_, '_> {
                 if let Some(s) = fmt_span {
                     d = d.secondary(s, format!("{} operands from here", precision_name(widest)));
                 }
-                grouped.add(
-                    d.help(format!("use `digital({})`", precision_name(widest))),
-                    lname,
-                );
+                grouped.add(d.help(format!("use `digital({})`", precision_name(widest))), lname);
             }
             _ => {}
         }
@@ -562,26 +452,17 @@ impl TrainCx<'_, '_> {
             let Some(span) = span else { continue };
             match net.layers.iter().find(|l| l.name == label) {
                 None => self.diags.push(
-                    Diagnostic::new(
-                        Code::UnknownLayer,
-                        format!("{what} override for unknown layer `{label}`"),
-                    )
-                    .primary(span, format!("network `{}` has no such layer", net.name))
-                    .maybe_help(did_you_mean(
-                        &label,
-                        net.layers
-                            .iter()
-                            .filter(|l| l.op.has_mvm())
-                            .map(|l| l.name.as_str()),
-                    )),
+                    Diagnostic::new(Code::UnknownLayer, format!("{what} override for unknown layer `{label}`"))
+                        .primary(span, format!("network `{}` has no such layer", net.name))
+                        .maybe_help(did_you_mean(
+                            &label,
+                            net.layers.iter().filter(|l| l.op.has_mvm()).map(|l| l.name.as_str()),
+                        )),
                 ),
                 Some(l) if !l.op.has_mvm() => self.diags.push(
-                    Diagnostic::new(
-                        Code::NoMvm,
-                        format!("{what} override for layer `{label}`, which {no_mvm}"),
-                    )
-                    .primary(span, "not a `dense` or `conv2d` layer")
-                    .secondary(l.span, "declared here"),
+                    Diagnostic::new(Code::NoMvm, format!("{what} override for layer `{label}`, which {no_mvm}"))
+                        .primary(span, "not a `dense` or `conv2d` layer")
+                        .secondary(l.span, "declared here"),
                 ),
                 Some(_) => {}
             }
@@ -591,9 +472,7 @@ impl TrainCx<'_, '_> {
     /// Where this block itself (not a base it extends) sets `key`.
     fn own_span(&self, key: &str) -> Option<Span> {
         let b = self.block_span;
-        self.ps
-            .span(key)
-            .filter(|s| s.file == b.file && s.start >= b.start && s.end <= b.end)
+        self.ps.span(key).filter(|s| s.file == b.file && s.start >= b.start && s.end <= b.end)
     }
 
     fn run_warnings(&mut self, reference: bool) {
@@ -602,13 +481,10 @@ impl TrainCx<'_, '_> {
             for key in ["quant", "mapping"] {
                 if let Some(s) = self.own_span(key) {
                     self.diags.push(
-                        Diagnostic::new(
-                            Code::Overridden,
-                            format!("`{key}` is overridden by `reference = true`"),
-                        )
-                        .primary(s, "not used")
-                        .note("the f32 reference run uses no quantization and no IMC")
-                        .help(format!("remove `{key}`, or set `reference = false`")),
+                        Diagnostic::new(Code::Overridden, format!("`{key}` is overridden by `reference = true`"))
+                            .primary(s, "not used")
+                            .note("the f32 reference run uses no quantization and no IMC")
+                            .help(format!("remove `{key}`, or set `reference = false`")),
                     );
                 }
             }
@@ -617,12 +493,9 @@ impl TrainCx<'_, '_> {
             && self.ps.get("eval_every").as_int().unwrap_or(1) > epochs
         {
             self.diags.push(
-                Diagnostic::new(
-                    Code::NoEffect,
-                    format!("`eval_every` exceeds `epochs` ({epochs})"),
-                )
-                .primary(s, "never reached")
-                .note("the test set is evaluated after the last epoch only"),
+                Diagnostic::new(Code::NoEffect, format!("`eval_every` exceeds `epochs` ({epochs})"))
+                    .primary(s, "never reached")
+                    .note("the test set is evaluated after the last epoch only"),
             );
         }
         if let Some(Value::Ctor(c)) = self.ps.try_get("schedule")
@@ -631,12 +504,9 @@ impl TrainCx<'_, '_> {
             && let Some(s) = self.ps.span("schedule")
         {
             self.diags.push(
-                Diagnostic::new(
-                    Code::NoEffect,
-                    format!("the step schedule never steps in {epochs} epochs"),
-                )
-                .primary(s, "the learning rate stays constant")
-                .help("lower `every`, or use `constant`"),
+                Diagnostic::new(Code::NoEffect, format!("the step schedule never steps in {epochs} epochs"))
+                    .primary(s, "the learning rate stays constant")
+                    .help("lower `every`, or use `constant`"),
             );
         }
         if let Some(Value::Ctor(c)) = self.ps.try_get("optimizer")

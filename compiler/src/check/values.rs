@@ -77,11 +77,8 @@ fn found(expr: &Expr) -> &'static str {
 }
 
 fn mismatch(expr: &Expr, ty: &Ty, what: &str) -> Diagnostic {
-    Diagnostic::new(
-        Code::TypeMismatch,
-        format!("{what} expects {}, found {}", ty.describe(), found(expr)),
-    )
-    .primary(expr.span, format!("expected {}", ty.describe()))
+    Diagnostic::new(Code::TypeMismatch, format!("{what} expects {}, found {}", ty.describe(), found(expr)))
+        .primary(expr.span, format!("expected {}", ty.describe()))
 }
 
 /// Types values against the schema, recording diagnostics. `what` names the parameter in
@@ -112,23 +109,15 @@ impl Typer<'_> {
             Ty::Int { min, max, dim } => {
                 let (v, is_int) = number(expr, *dim, ty, what)?;
                 if !is_int || v.fract() != 0.0 {
-                    return Err(Diagnostic::new(
-                        Code::ExpectedInteger,
-                        format!("{what} must be a whole number"),
-                    )
-                    .primary(expr.span, format!("expected {}", ty.describe())));
+                    return Err(Diagnostic::new(Code::ExpectedInteger, format!("{what} must be a whole number"))
+                        .primary(expr.span, format!("expected {}", ty.describe())));
                 }
                 if v < *min as f64 || v > *max as f64 {
                     return Err(out_of_range(expr.span, what, &ty.describe()));
                 }
                 Ok(Value::Int(v as i64))
             }
-            Ty::Real {
-                min,
-                min_open,
-                max,
-                dim,
-            } => {
+            Ty::Real { min, min_open, max, dim } => {
                 let (v, _) = number(expr, *dim, ty, what)?;
                 let low_ok = if *min_open { v > *min } else { v >= *min };
                 if !low_ok || v > *max || !v.is_finite() {
@@ -138,11 +127,7 @@ impl Typer<'_> {
                         (true, false) => format!("a number in ({min}, {max}]"),
                         (false, false) => format!("a number in [{min}, {max}]"),
                     };
-                    let range = if *dim == Dim::Energy {
-                        "a non-negative energy below 1 J".to_string()
-                    } else {
-                        range
-                    };
+                    let range = if *dim == Dim::Energy { "a non-negative energy below 1 J".to_string() } else { range };
                     return Err(out_of_range(expr.span, what, &range));
                 }
                 Ok(Value::Real(v))
@@ -171,17 +156,9 @@ impl Typer<'_> {
                     let mut out = Vec::new();
                     for part in parts {
                         out.push(
-                            self.eval_inner(
-                                part,
-                                &Ty::Int {
-                                    min: 1,
-                                    max: 1 << 24,
-                                    dim: Dim::None,
-                                },
-                                what,
-                            )?
-                            .as_int()
-                            .unwrap_or(1),
+                            self.eval_inner(part, &Ty::Int { min: 1, max: 1 << 24, dim: Dim::None }, what)?
+                                .as_int()
+                                .unwrap_or(1),
                         );
                     }
                     Ok(Value::Ints(out))
@@ -193,26 +170,17 @@ impl Typer<'_> {
                     let mut out = Vec::new();
                     for item in items {
                         out.push(
-                            self.eval_inner(
-                                item,
-                                &Ty::Int {
-                                    min: 1,
-                                    max: 1 << 24,
-                                    dim: Dim::None,
-                                },
-                                what,
-                            )?
-                            .as_int()
-                            .unwrap_or(1),
+                            self.eval_inner(item, &Ty::Int { min: 1, max: 1 << 24, dim: Dim::None }, what)?
+                                .as_int()
+                                .unwrap_or(1),
                         );
                     }
                     Ok(Value::Ints(out))
                 }
-                ExprKind::List(_) => Err(Diagnostic::new(
-                    Code::TypeMismatch,
-                    format!("{what} must have 1 or 3 dimensions"),
-                )
-                .primary(expr.span, "expected `[N]` or `[C, H, W]`")),
+                ExprKind::List(_) => {
+                    Err(Diagnostic::new(Code::TypeMismatch, format!("{what} must have 1 or 3 dimensions"))
+                        .primary(expr.span, "expected `[N]` or `[C, H, W]`"))
+                }
                 _ => Err(mismatch(expr, ty, what)),
             },
             Ty::Gains => match &expr.kind {
@@ -226,12 +194,7 @@ impl Typer<'_> {
             },
             Ty::RealList => match &expr.kind {
                 ExprKind::List(items) if !items.is_empty() => {
-                    let elem = Ty::Real {
-                        min: 0.0,
-                        min_open: true,
-                        max: 1e9,
-                        dim: Dim::None,
-                    };
+                    let elem = Ty::Real { min: 0.0, min_open: true, max: 1e9, dim: Dim::None };
                     let mut out = Vec::new();
                     for item in items {
                         out.push(self.eval_inner(item, &elem, what)?.as_real().unwrap_or(1.0));
@@ -256,18 +219,10 @@ impl Typer<'_> {
                         )
                         .primary(callee.span, format!("expected {}", ty.describe())));
                     }
-                    return Err(unknown_variant(
-                        callee,
-                        what,
-                        ty,
-                        ctors.iter().map(|c| c.name),
-                    ));
+                    return Err(unknown_variant(callee, what, ty, ctors.iter().map(|c| c.name)));
                 };
                 let args = self.args(spec.args, args, expr.span, &format!("`{}`", spec.name))?;
-                Ok(Value::Ctor(Ctor {
-                    name: spec.name,
-                    args,
-                }))
+                Ok(Value::Ctor(Ctor { name: spec.name, args }))
             }
         }
     }
@@ -288,12 +243,10 @@ impl Typer<'_> {
                 Some(name) => match params.iter().find(|p| p.name == name.name) {
                     Some(p) => p,
                     None => {
-                        let d = Diagnostic::new(
-                            Code::UnknownArgument,
-                            format!("{what} has no argument `{}`", name.name),
-                        )
-                        .primary(name.span, "unknown argument")
-                        .maybe_help(did_you_mean(&name.name, params.iter().map(|p| p.name)));
+                        let d =
+                            Diagnostic::new(Code::UnknownArgument, format!("{what} has no argument `{}`", name.name))
+                                .primary(name.span, "unknown argument")
+                                .maybe_help(did_you_mean(&name.name, params.iter().map(|p| p.name)));
                         return Err(with_arg_list(d, params));
                     }
                 },
@@ -317,18 +270,11 @@ impl Typer<'_> {
                 }
             };
             if let Some((_, first)) = bound.get(spec.name) {
-                return Err(Diagnostic::new(
-                    Code::UnknownArgument,
-                    format!("argument `{}` given twice", spec.name),
-                )
-                .primary(arg.value.span, "second value")
-                .secondary(*first, "first value"));
+                return Err(Diagnostic::new(Code::UnknownArgument, format!("argument `{}` given twice", spec.name))
+                    .primary(arg.value.span, "second value")
+                    .secondary(*first, "first value"));
             }
-            let v = self.eval(
-                &arg.value,
-                &spec.ty,
-                &format!("argument `{}` of {what}", spec.name),
-            );
+            let v = self.eval(&arg.value, &spec.ty, &format!("argument `{}` of {what}", spec.name));
             // A bad argument was reported; bind the default so checking can go on.
             let v = v.or_else(|| default_value(spec));
             if let Some(v) = v {
@@ -366,16 +312,12 @@ fn with_arg_list(d: Diagnostic, params: &[ParamSpec]) -> Diagnostic {
     if params.is_empty() {
         d.note("it takes no arguments")
     } else {
-        d.note(format!(
-            "its arguments are: {}",
-            params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-        ))
+        d.note(format!("its arguments are: {}", params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")))
     }
 }
 
 fn out_of_range(span: Span, what: &str, range: &str) -> Diagnostic {
-    Diagnostic::new(Code::ValueOutOfRange, format!("{what} is out of range"))
-        .primary(span, format!("expected {range}"))
+    Diagnostic::new(Code::ValueOutOfRange, format!("{what} is out of range")).primary(span, format!("expected {range}"))
 }
 
 fn unknown_variant<'a>(
@@ -384,12 +326,9 @@ fn unknown_variant<'a>(
     ty: &Ty,
     options: impl IntoIterator<Item = &'a str> + Clone,
 ) -> Diagnostic {
-    Diagnostic::new(
-        Code::UnknownVariant,
-        format!("`{}` is not a valid value for {what}", id.name),
-    )
-    .primary(id.span, format!("expected {}", ty.describe()))
-    .maybe_help(did_you_mean(&id.name, options))
+    Diagnostic::new(Code::UnknownVariant, format!("`{}` is not a valid value for {what}", id.name))
+        .primary(id.span, format!("expected {}", ty.describe()))
+        .maybe_help(did_you_mean(&id.name, options))
 }
 
 /// A number and whether it was written as an integer, after unit checking and conversion.
@@ -399,22 +338,17 @@ fn number(expr: &Expr, dim: Dim, ty: &Ty, what: &str) -> Result<(f64, bool), Dia
     };
     let factor = match &n.unit {
         None if dim == Dim::Energy => {
-            return Err(
-                Diagnostic::new(Code::MissingUnit, format!("{what} needs an energy unit"))
-                    .primary(expr.span, "no unit")
-                    .help(format!("write e.g. `{} pJ`", fmt_num(n.value))),
-            );
+            return Err(Diagnostic::new(Code::MissingUnit, format!("{what} needs an energy unit"))
+                .primary(expr.span, "no unit")
+                .help(format!("write e.g. `{} pJ`", fmt_num(n.value))));
         }
         None => 1.0,
         Some(unit) => match UNITS.iter().find(|(name, _, _)| *name == unit.name) {
             None => {
-                return Err(Diagnostic::new(
-                    Code::UnknownUnit,
-                    format!("unknown unit `{}`", unit.name),
-                )
-                .primary(unit.span, "not a unit")
-                .maybe_help(did_you_mean(&unit.name, UNITS.iter().map(|u| u.0)))
-                .note(format!("{what} expects {}", dim.describe())));
+                return Err(Diagnostic::new(Code::UnknownUnit, format!("unknown unit `{}`", unit.name))
+                    .primary(unit.span, "not a unit")
+                    .maybe_help(did_you_mean(&unit.name, UNITS.iter().map(|u| u.0)))
+                    .note(format!("{what} expects {}", dim.describe())));
             }
             Some((_, udim, f)) if *udim == dim => *f,
             Some((_, udim, _)) => {

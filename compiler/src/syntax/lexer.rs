@@ -111,9 +111,7 @@ pub fn lex(src: &str) -> Vec<(Token<'_>, std::ops::Range<usize>)> {
             Ok(t) => out.push((t, span)),
             Err(()) if src[span.start..].starts_with('"') => {
                 // An unterminated string: swallow the rest of the line so it yields one error.
-                let end = src[span.start..]
-                    .find('\n')
-                    .map_or(src.len(), |i| span.start + i);
+                let end = src[span.start..].find('\n').map_or(src.len(), |i| span.start + i);
                 lexer.bump(end - span.end);
                 out.push((Token::UnterminatedStr, span.start..end));
             }
@@ -153,14 +151,7 @@ mod tests {
 
     #[test]
     fn keywords_are_not_prefixes_of_identifiers() {
-        assert_eq!(
-            kinds("xor imports fromage"),
-            [
-                "identifier `xor`",
-                "identifier `imports`",
-                "identifier `fromage`"
-            ]
-        );
+        assert_eq!(kinds("xor imports fromage"), ["identifier `xor`", "identifier `imports`", "identifier `fromage`"]);
     }
 
     #[test]
@@ -173,9 +164,6 @@ mod tests {
 
     #[test]
     fn unknown_characters_are_error_tokens() {
-        assert_eq!(
-            kinds("a @ b"),
-            ["identifier `a`", "an unknown character", "identifier `b`"]
-        );
+        assert_eq!(kinds("a @ b"), ["identifier `a`", "an unknown character", "identifier `b`"]);
     }
 }

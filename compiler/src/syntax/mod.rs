@@ -27,11 +27,8 @@ pub fn parse(file: FileId, src: &str) -> (ast::File, Vec<Diagnostic>) {
             Token::Error => {
                 let ch = src[range].chars().next().unwrap_or('?');
                 diags.push(
-                    Diagnostic::new(
-                        Code::UnknownCharacter,
-                        format!("unknown character `{}`", ch.escape_debug()),
-                    )
-                    .primary(span, "not part of any token"),
+                    Diagnostic::new(Code::UnknownCharacter, format!("unknown character `{}`", ch.escape_debug()))
+                        .primary(span, "not part of any token"),
                 );
             }
             Token::UnterminatedStr => diags.push(
@@ -68,10 +65,7 @@ fn check_nesting(file: FileId, tokens: &[(Token<'_>, SimpleSpan)]) -> Option<Dia
                             Code::NestingTooDeep,
                             format!("brackets nest deeper than {MAX_NESTING} levels"),
                         )
-                        .primary(
-                            Span::new(file, span.into_range()),
-                            "this bracket is too deep",
-                        ),
+                        .primary(Span::new(file, span.into_range()), "this bracket is too deep"),
                     );
                 }
             }
@@ -85,9 +79,7 @@ fn check_nesting(file: FileId, tokens: &[(Token<'_>, SimpleSpan)]) -> Option<Dia
 /// Turns a chumsky error into an E0003 diagnostic with an "expected ..., found ..." message.
 fn syntax_error(file: FileId, e: &parser::ParseError<'_, '_>) -> Diagnostic {
     let span = Span::new(file, e.span().into_range());
-    let found = e
-        .found()
-        .map_or_else(|| "end of file".to_string(), |t| t.to_string());
+    let found = e.found().map_or_else(|| "end of file".to_string(), |t| t.to_string());
     let message = match e.reason() {
         RichReason::Custom(msg) => msg.to_string(),
         RichReason::ExpectedFound { .. } => {
@@ -105,22 +97,14 @@ fn syntax_error(file: FileId, e: &parser::ParseError<'_, '_>) -> Diagnostic {
             match expected.len() {
                 0 => format!("unexpected {found}"),
                 1 => format!("expected {}, found {found}", expected[0]),
-                n => format!(
-                    "expected {} or {}, found {found}",
-                    expected[..n - 1].join(", "),
-                    expected[n - 1]
-                ),
+                n => format!("expected {} or {}, found {found}", expected[..n - 1].join(", "), expected[n - 1]),
             }
         }
     };
-    let mut d =
-        Diagnostic::new(Code::SyntaxError, message).primary(span, format!("unexpected {found}"));
+    let mut d = Diagnostic::new(Code::SyntaxError, message).primary(span, format!("unexpected {found}"));
     for (label, ctx) in e.contexts() {
         if let RichPattern::Label(l) = label {
-            d = d.secondary(
-                Span::new(file, ctx.into_range()),
-                format!("while parsing this {l}"),
-            );
+            d = d.secondary(Span::new(file, ctx.into_range()), format!("while parsing this {l}"));
         }
     }
     if matches!(e.found(), Some(Token::Times)) {
@@ -153,14 +137,7 @@ mod tests {
         parse(FileId(0), src)
             .1
             .into_iter()
-            .map(|d| {
-                format!(
-                    "{} {} @{:?}",
-                    d.code,
-                    d.message,
-                    d.span().map(|s| s.range())
-                )
-            })
+            .map(|d| format!("{} {} @{:?}", d.code, d.message, d.span().map(|s| s.range())))
             .collect()
     }
 
@@ -187,29 +164,17 @@ mod tests {
         let (file, diags) = parse(FileId(0), src);
         assert!(diags.is_empty(), "{diags:?}");
         assert_eq!(file.items.len(), 3);
-        let ast::Item::Block(hw) = &file.items[1] else {
-            panic!()
-        };
+        let ast::Item::Block(hw) = &file.items[1] else { panic!() };
         assert_eq!(hw.extends.as_ref().unwrap().name, "base");
         assert_eq!(hw.body.len(), 7);
-        let ast::Stmt::Param(p) = &hw.body[0] else {
-            panic!()
-        };
+        let ast::Stmt::Param(p) = &hw.body[0] else { panic!() };
         assert!(matches!(&p.value.kind, ast::ExprKind::Dims(d) if d.len() == 2));
-        let ast::Stmt::Param(p) = &hw.body[4] else {
-            panic!()
-        };
-        let ast::ExprKind::Number(n) = &p.value.kind else {
-            panic!()
-        };
+        let ast::Stmt::Param(p) = &hw.body[4] else { panic!() };
+        let ast::ExprKind::Number(n) = &p.value.kind else { panic!() };
         assert_eq!(n.value, -0.5);
         assert!(!n.is_integer);
-        let ast::Item::Block(net) = &file.items[2] else {
-            panic!()
-        };
-        let ast::Stmt::Layer(add) = &net.body[2] else {
-            panic!()
-        };
+        let ast::Item::Block(net) = &file.items[2] else { panic!() };
+        let ast::Stmt::Layer(add) = &net.body[2] else { panic!() };
         assert_eq!(add.from.len(), 2);
     }
 
@@ -231,11 +196,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_rejected_without_recursion() {
-        let src = format!(
-            "hardware h {{ a = {}1{}; }}",
-            "[".repeat(10_000),
-            "]".repeat(10_000)
-        );
+        let src = format!("hardware h {{ a = {}1{}; }}", "[".repeat(10_000), "]".repeat(10_000));
         let errs = errors(&src);
         assert_eq!(errs.len(), 1);
         assert!(errs[0].starts_with("E0004"));

@@ -20,11 +20,7 @@ pub fn sawb_alpha<D: Dimension>(w: &ArrayRef<f32, D>, c1: f64, c2: f64) -> f32 {
         mx = mx.max(v.abs());
     }
     let alpha = (c1 * (sq / n as f64).sqrt() - c2 * (ab / n as f64)) as f32;
-    if alpha > 0.0 && alpha.is_finite() {
-        alpha
-    } else {
-        mx
-    }
+    if alpha > 0.0 && alpha.is_finite() { alpha } else { mx }
 }
 
 /// The INT4 SAWB code of `w` (−7..=7) for clip `alpha > 0`: `round(7·clamp(w, −α, α)/α)`.
@@ -35,21 +31,14 @@ pub fn sawb_code(w: f32, alpha: f32) -> i8 {
 
 /// Quantizes weights by SAWB: `out = α/7·code`; returns `α`. An all-zero tensor stays zero.
 /// `codes`, when given, receives the integer codes for the tile simulator.
-pub fn sawb<D: Dimension>(
-    w: &ArrayRef<f32, D>,
-    c1: f64,
-    c2: f64,
-    out: &mut ArrayRef<f32, D>,
-) -> f32 {
+pub fn sawb<D: Dimension>(w: &ArrayRef<f32, D>, c1: f64, c2: f64, out: &mut ArrayRef<f32, D>) -> f32 {
     let alpha = sawb_alpha(w, c1, c2);
     if alpha == 0.0 {
         out.fill(0.0);
         return 0.0;
     }
     let step = alpha / 7.0;
-    Zip::from(out)
-        .and(w)
-        .for_each(|o, &v| *o = step * sawb_code(v, alpha) as f32);
+    Zip::from(out).and(w).for_each(|o, &v| *o = step * sawb_code(v, alpha) as f32);
     alpha
 }
 
@@ -59,9 +48,7 @@ pub fn sawb_codes<D: Dimension>(w: &ArrayRef<f32, D>, alpha: f32, codes: &mut Ar
         codes.fill(0);
         return;
     }
-    Zip::from(codes)
-        .and(w)
-        .for_each(|c, &v| *c = sawb_code(v, alpha));
+    Zip::from(codes).and(w).for_each(|c, &v| *c = sawb_code(v, alpha));
 }
 
 /// The PACT code of `x` (0..=15) for clip `alpha > 0`: `round(clip(x, 0, α)·15/α)`.
@@ -73,9 +60,7 @@ pub fn pact_code(x: f32, alpha: f32) -> u8 {
 /// PACT forward: `out = round(clip(x, 0, α)·15/α)·α/15`.
 pub fn pact<D: Dimension>(x: &ArrayRef<f32, D>, alpha: f32, out: &mut ArrayRef<f32, D>) {
     let step = alpha / 15.0;
-    Zip::from(out)
-        .and(x)
-        .for_each(|o, &v| *o = pact_code(v, alpha) as f32 * step);
+    Zip::from(out).and(x).for_each(|o, &v| *o = pact_code(v, alpha) as f32 * step);
 }
 
 /// PACT backward with straight-through estimators: `gx = g` where `0 <= x < α` (else 0), and
@@ -102,15 +87,11 @@ pub fn pact_backward<D: Dimension>(
 pub fn int8<D: Dimension>(x: &ArrayRef<f32, D>, out: &mut ArrayRef<f32, D>) -> f32 {
     let m = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
     if m.is_nan() || m <= 0.0 || !m.is_finite() {
-        Zip::from(out)
-            .and(x)
-            .for_each(|o, &v| *o = if m.is_finite() { 0.0 } else { v });
+        Zip::from(out).and(x).for_each(|o, &v| *o = if m.is_finite() { 0.0 } else { v });
         return 0.0;
     }
     let (inv, step) = (127.0 / m, m / 127.0);
-    Zip::from(out)
-        .and(x)
-        .for_each(|o, &v| *o = (v * inv).round() * step);
+    Zip::from(out).and(x).for_each(|o, &v| *o = (v * inv).round() * step);
     step
 }
 

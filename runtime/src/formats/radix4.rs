@@ -35,11 +35,7 @@ pub fn q_even(x: f32, levels: u32) -> f32 {
         let hi = lo * 4.0;
         if a > 0.625 * hi { hi } else { lo }
     };
-    let r = if r < smallest {
-        if a > 0.5 * smallest { smallest } else { 0.0 }
-    } else {
-        r
-    };
+    let r = if r < smallest { if a > 0.5 * smallest { smallest } else { 0.0 } } else { r };
     r.copysign(x)
 }
 
@@ -107,10 +103,7 @@ pub fn gradscale(max_abs: f32) -> f32 {
         // Subnormal: log2 via f64, which represents it as a normal number.
         let d = max_abs as f64;
         let bits = d.to_bits();
-        (
-            ((bits >> 29) & 0x7f_ffff) as u32,
-            ((bits >> 52) & 0x7ff) as i32 - 1023,
-        )
+        (((bits >> 29) & 0x7f_ffff) as u32, ((bits >> 52) & 0x7ff) as i32 - 1023)
     };
     // max = 1.m · 2^e: an exact power of two needs s = 2^-e, anything larger 2^-(e+1).
     let p = if m == 0 { -e } else { -(e + 1) };
@@ -135,13 +128,7 @@ pub fn gradscale_incremental(max_abs: f32, s: f32) -> f32 {
 
 /// `max|x|` over a tensor (NaN if any element is NaN).
 pub fn max_abs<D: Dimension>(x: &ArrayRef<f32, D>) -> f32 {
-    x.iter().fold(0.0f32, |m, &v| {
-        if v.is_nan() || m.is_nan() {
-            f32::NAN
-        } else {
-            m.max(v.abs())
-        }
-    })
+    x.iter().fold(0.0f32, |m, &v| if v.is_nan() || m.is_nan() { f32::NAN } else { m.max(v.abs()) })
 }
 
 /// Two-phase rounding in one pass: `even = Q_even(x·s)/s` and `odd = Q_odd(x·s)/s` with the
@@ -171,22 +158,14 @@ pub fn quantize_scaled<D: Dimension>(
     out: &mut ArrayRef<f32, D>,
 ) {
     let inv = 1.0 / s;
-    Zip::from(out)
-        .and(x)
-        .for_each(|o, &v| *o = q_phase(v * s, levels, phase) * inv);
+    Zip::from(out).and(x).for_each(|o, &v| *o = q_phase(v * s, levels, phase) * inv);
 }
 
 /// FP4 codes of `x·s` on `phase` (see [`code_of`]), for the tile simulator.
-pub fn encode<D: Dimension>(
-    x: &ArrayRef<f32, D>,
-    levels: u32,
-    phase: Phase,
-    s: f32,
-    codes: &mut ArrayRef<i8, D>,
-) {
-    Zip::from(codes).and(x).for_each(|c, &v| {
-        *c = code_of(q_phase(v * s, levels, phase) * if phase == Phase::Odd { 0.5 } else { 1.0 })
-    });
+pub fn encode<D: Dimension>(x: &ArrayRef<f32, D>, levels: u32, phase: Phase, s: f32, codes: &mut ArrayRef<i8, D>) {
+    Zip::from(codes)
+        .and(x)
+        .for_each(|c, &v| *c = code_of(q_phase(v * s, levels, phase) * if phase == Phase::Odd { 0.5 } else { 1.0 }));
 }
 
 #[cfg(test)]
@@ -218,11 +197,7 @@ mod tests {
         assert_eq!(q_even(5.0, 8), 1.0, "saturates");
         assert_eq!(q_even(-5.0, 8), -1.0);
         let smallest = 4f32.powi(-7);
-        assert_eq!(
-            q_even(smallest * 0.5, 8),
-            0.0,
-            "half the smallest level flushes"
-        );
+        assert_eq!(q_even(smallest * 0.5, 8), 0.0, "half the smallest level flushes");
         assert_eq!(q_even(smallest * 0.50001, 8), smallest);
         assert_eq!(q_even(1e-30, 8), 0.0);
         assert_eq!(q_even(f32::from_bits(1), 8), 0.0, "subnormal");

@@ -50,12 +50,7 @@ impl Converter {
         if zero == AdcZero::Differential {
             sigma_counts *= std::f64::consts::SQRT_2; // two columns' noise
         }
-        Converter {
-            lsb: fs / cmax as f64,
-            sigma_counts,
-            cmin,
-            cmax,
-        }
+        Converter { lsb: fs / cmax as f64, sigma_counts, cmin, cmax }
     }
 
     /// The code of sum `v` with standard-normal draw `z` (the direct path).
@@ -67,11 +62,7 @@ impl Converter {
     /// The direct path with its draw.
     #[inline]
     pub fn sample_direct<R: Rng>(&self, v: f64, rng: &mut R) -> i64 {
-        let z = if self.sigma_counts > 0.0 {
-            StandardNormal.sample(rng)
-        } else {
-            0.0
-        };
+        let z = if self.sigma_counts > 0.0 { StandardNormal.sample(rng) } else { 0.0 };
         self.code_direct(v, z)
     }
 }
@@ -147,21 +138,14 @@ impl CodeTable {
             let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
             self.mode[i] = code;
             self.dev[i] = 0;
-            self.meta[i] = Meta {
-                base: code,
-                off: 0,
-                len: 0,
-                lo: 0,
-            };
+            self.meta[i] = Meta { base: code, off: 0, len: 0, lo: 0 };
             return;
         }
         let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
         let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
         let mut base = lo;
         let mut cum: Vec<u32> = (lo..hi)
-            .map(|code| {
-                (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32
-            })
+            .map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32)
             .collect();
         // Drop codes that cannot occur at 32-bit resolution.
         let first = cum.iter().take_while(|&&t| t == 0).count();
@@ -173,11 +157,7 @@ impl CodeTable {
         // The mode: the widest interval between thresholds.
         let edges = |k: usize| -> (u64, u64) {
             let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
-            let b = if k == cum.len() {
-                1u64 << 32
-            } else {
-                cum[k] as u64
-            };
+            let b = if k == cum.len() { 1u64 << 32 } else { cum[k] as u64 };
             (a, b)
         };
         let mode_k = (0..=cum.len()).max_by_key(|&k| {
@@ -188,12 +168,7 @@ impl CodeTable {
         let (a, b) = edges(mode_k);
         self.mode[i] = (base + mode_k as i64) as i32;
         self.dev[i] = ((1u64 << 32) - (b - a)) as u32;
-        self.meta[i] = Meta {
-            base: base as i32,
-            off: self.cum.len() as u32,
-            len: cum.len() as u32,
-            lo: a as u32,
-        };
+        self.meta[i] = Meta { base: base as i32, off: self.cum.len() as u32, len: cum.len() as u32, lo: a as u32 };
         self.cum.extend_from_slice(&cum);
     }
 
@@ -251,11 +226,7 @@ impl CodeTable {
         loop {
             let u = ((rng.next_u64() >> 11) + 1) as f64 / 9007199254740992.0; // (0, 1]
             let gap = libm::log(u) / ln1q;
-            j = j.saturating_add(if gap.is_finite() {
-                gap as usize
-            } else {
-                usize::MAX
-            });
+            j = j.saturating_add(if gap.is_finite() { gap as usize } else { usize::MAX });
             if j >= k {
                 break;
             }
@@ -298,29 +269,19 @@ mod tests {
                 *h_table.entry(code).or_default() += 1;
             }
             for _ in 0..n {
-                *h_direct
-                    .entry(conv.sample_direct(v as f64, &mut rng))
-                    .or_default() += 1;
+                *h_direct.entry(conv.sample_direct(v as f64, &mut rng)).or_default() += 1;
             }
             for (code, &a) in &h_direct {
                 let b = *h_table.get(code).unwrap_or(&0);
                 let (pa, pb) = (a as f64 / n as f64, b as f64 / n as f64);
                 let se = (pa * (1.0 - pa) / n as f64).sqrt().max(1e-4);
-                assert!(
-                    (pa - pb).abs() < 6.0 * se,
-                    "v={v} code={code}: direct {pa} table {pb}"
-                );
+                assert!((pa - pb).abs() < 6.0 * se, "v={v} code={code}: direct {pa} table {pb}");
             }
         }
     }
 
     /// Codes of `n` conversions of sum `v`, through the block converter (blocks of 64).
-    fn sample_codes(
-        table: &mut CodeTable,
-        v: i64,
-        n: usize,
-        rng: &mut Xoshiro256PlusPlus,
-    ) -> Vec<i64> {
+    fn sample_codes(table: &mut CodeTable, v: i64, n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<i64> {
         let mut scratch = Scratch::default();
         let mut codes = Vec::new();
         let i = table.index(v);
@@ -341,15 +302,9 @@ mod tests {
         let s = conv.sigma_counts / conv.lsb;
         let p = 0.5 * libm::erfc(0.5 / s / std::f64::consts::SQRT_2);
         let n = 6_400_000;
-        let hits = sample_codes(&mut table, 0, n, &mut rng)
-            .iter()
-            .filter(|&&c| c == 1)
-            .count() as f64;
+        let hits = sample_codes(&mut table, 0, n, &mut rng).iter().filter(|&&c| c == 1).count() as f64;
         let expect = p * n as f64;
-        assert!(
-            (hits - expect).abs() < 5.0 * expect.sqrt() + 2.0,
-            "{hits} deviations, expected {expect}"
-        );
+        assert!((hits - expect).abs() < 5.0 * expect.sqrt() + 2.0, "{hits} deviations, expected {expect}");
     }
 
     #[test]
@@ -358,19 +313,11 @@ mod tests {
         let conv = Converter::new(8, AdcZero::Unsigned, 0.5, 1152.0, 1152.0, 1.0, 1.0);
         let mut table = CodeTable::new(conv, 0, 1152);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-        let mean: f64 = sample_codes(&mut table, 0, 10_048, &mut rng)
-            .iter()
-            .map(|&c| c as f64)
-            .sum::<f64>()
-            / 10_048.0;
+        let mean: f64 = sample_codes(&mut table, 0, 10_048, &mut rng).iter().map(|&c| c as f64).sum::<f64>() / 10_048.0;
         assert!(mean > 0.1, "{mean}");
         let signed = Converter::new(8, AdcZero::Signed, 0.5, 1152.0, 1152.0, 1.0, 1.0);
         let mut t2 = CodeTable::new(signed, -1152, 1152);
-        let mean2: f64 = sample_codes(&mut t2, 0, 10_048, &mut rng)
-            .iter()
-            .map(|&c| c as f64)
-            .sum::<f64>()
-            / 10_048.0;
+        let mean2: f64 = sample_codes(&mut t2, 0, 10_048, &mut rng).iter().map(|&c| c as f64).sum::<f64>() / 10_048.0;
         assert!(mean2.abs() < 0.05, "{mean2}");
     }
 }

@@ -92,26 +92,18 @@ enum Kind {
 
 /// Static per-level DAC errors `ε_j`, drawn once per chip from `chip_seed`.
 fn dac_errors(hw: &HardwareConfig, n: usize) -> Vec<f64> {
-    (0..n)
-        .map(|j| {
-            hw.noise.dac_error * super::noise::static_normal(hw.noise.chip_seed, 0xDAC0, j as u64)
-        })
-        .collect()
+    (0..n).map(|j| hw.noise.dac_error * super::noise::static_normal(hw.noise.chip_seed, 0xDAC0, j as u64)).collect()
 }
 
 impl Schedule {
     pub(crate) fn new(hw: &HardwareConfig, x: &InputBatch<'_>) -> Result<Schedule, SimError> {
         let two_pass = hw.signs == SignMode::TwoPass;
         let (kind, signed) = match (*x, &hw.input) {
-            (InputBatch::Int { bits, signed, .. }, InputMode::BitSerial) => {
-                (Kind::IntBits { bits }, signed)
-            }
+            (InputBatch::Int { bits, signed, .. }, InputMode::BitSerial) => (Kind::IntBits { bits }, signed),
             (InputBatch::Int { bits, signed, .. }, InputMode::Dac { bits: dac, .. }) => {
                 (Kind::IntDac { bits, dac: *dac }, signed)
             }
-            (InputBatch::Radix4 { levels, .. }, InputMode::BitSerial) => {
-                (Kind::R4Planes { levels }, true)
-            }
+            (InputBatch::Radix4 { levels, .. }, InputMode::BitSerial) => (Kind::R4Planes { levels }, true),
             (InputBatch::Radix4 { levels, .. }, InputMode::Dac { levels: dl, .. }) => {
                 for (j, &l) in dl.iter().enumerate() {
                     if l != 4f64.powi(j as i32) {
@@ -120,13 +112,7 @@ impl Schedule {
                         )));
                     }
                 }
-                (
-                    Kind::R4Dac {
-                        levels,
-                        per_cycle: dl.len().max(1) as u32,
-                    },
-                    true,
-                )
+                (Kind::R4Dac { levels, per_cycle: dl.len().max(1) as u32 }, true)
             }
         };
         let bits = match kind {
@@ -134,9 +120,7 @@ impl Schedule {
             Kind::R4Planes { levels } | Kind::R4Dac { levels, .. } => levels,
         };
         if bits == 0 || bits > 24 {
-            return Err(SimError::BadOperand(format!(
-                "inputs need 1..=24 magnitude bits or levels, not {bits}"
-            )));
+            return Err(SimError::BadOperand(format!("inputs need 1..=24 magnitude bits or levels, not {bits}")));
         }
         // Passes: 0 = positive (or unsigned), 1 = negative.
         let passes: &[usize] = if signed { &[0, 1] } else { &[0] };
@@ -144,21 +128,13 @@ impl Schedule {
             Kind::IntBits { bits } => (bits as usize, 1, Box::new(|p| (1u64 << p) as f64)),
             Kind::IntDac { bits, dac } => {
                 let cycles = bits.div_ceil(dac) as usize;
-                (
-                    cycles,
-                    dac as usize,
-                    Box::new(move |c| (1u64 << (dac as usize * c)) as f64),
-                )
+                (cycles, dac as usize, Box::new(move |c| (1u64 << (dac as usize * c)) as f64))
             }
             Kind::R4Planes { levels } => (levels as usize, 1, Box::new(|k| 4f64.powi(-(k as i32)))),
             Kind::R4Dac { levels, per_cycle } => {
                 let cycles = levels.div_ceil(per_cycle) as usize;
                 let base = 4f64.powi(1 - levels as i32);
-                (
-                    cycles,
-                    per_cycle as usize,
-                    Box::new(move |c| base * 4f64.powi((per_cycle as usize * c) as i32)),
-                )
+                (cycles, per_cycle as usize, Box::new(move |c| base * 4f64.powi((per_cycle as usize * c) as i32)))
             }
         };
         let level = |slot: usize| -> i64 {
@@ -169,11 +145,7 @@ impl Schedule {
             }
         };
         let is_dac = matches!(kind, Kind::IntDac { .. } | Kind::R4Dac { .. });
-        let eps = if is_dac {
-            dac_errors(hw, slots)
-        } else {
-            vec![0.0; slots]
-        };
+        let eps = if is_dac { dac_errors(hw, slots) } else { vec![0.0; slots] };
         let mask_index = |p: usize, pass: usize, slot: usize| (p * 2 + pass) * slots + slot;
         let mut groups = Vec::new();
         for p in 0..planes {
@@ -184,38 +156,18 @@ impl Schedule {
                 level_actual: sign as f64 * level(s) as f64 * (1.0 + eps[s]),
             };
             if signed && !two_pass {
-                let terms = (0..slots)
-                    .flat_map(|s| [term(0, s, 1), term(1, s, -1)])
-                    .collect();
-                groups.push(Group {
-                    plane: p,
-                    weight: digital(p),
-                    terms,
-                    level_max,
-                    signed_sum: true,
-                });
+                let terms = (0..slots).flat_map(|s| [term(0, s, 1), term(1, s, -1)]).collect();
+                groups.push(Group { plane: p, weight: digital(p), terms, level_max, signed_sum: true });
             } else {
                 for &pass in passes {
                     let terms = (0..slots).map(|s| term(pass, s, 1)).collect();
                     let w = if pass == 1 { -digital(p) } else { digital(p) };
-                    groups.push(Group {
-                        plane: p,
-                        weight: w,
-                        terms,
-                        level_max,
-                        signed_sum: false,
-                    });
+                    groups.push(Group { plane: p, weight: w, terms, level_max, signed_sum: false });
                 }
             }
         }
         let exact_levels = !is_dac || hw.noise.dac_error == 0.0;
-        Ok(Schedule {
-            groups,
-            masks: planes * 2 * slots,
-            planes,
-            exact_levels,
-            kind,
-        })
+        Ok(Schedule { groups, masks: planes * 2 * slots, planes, exact_levels, kind })
     }
 
     /// Fills `masks` (`self.masks x words`) with the drive pattern of `row` over rows
@@ -232,14 +184,7 @@ impl Schedule {
         masks.fill(0);
         let mut set = |mask: usize, r: usize| masks[mask * words + r / 64] |= 1u64 << (r % 64);
         match (*x, self.kind) {
-            (
-                InputBatch::Int {
-                    codes,
-                    bits,
-                    signed,
-                },
-                Kind::IntBits { .. } | Kind::IntDac { .. },
-            ) => {
+            (InputBatch::Int { codes, bits, signed }, Kind::IntBits { .. } | Kind::IntDac { .. }) => {
                 let slots = match self.kind {
                     Kind::IntDac { dac, .. } => dac as usize,
                     _ => 1,
@@ -250,11 +195,7 @@ impl Schedule {
                         return Err(SimError::BadOperand(format!(
                             "input code {v} at ({row}, {}) does not fit {} {bits} bits",
                             start + r,
-                            if signed {
-                                "signed magnitude"
-                            } else {
-                                "unsigned"
-                            }
+                            if signed { "signed magnitude" } else { "unsigned" }
                         )));
                     }
                     let (pass, mut mag) = (usize::from(v < 0), v.unsigned_abs());

@@ -23,9 +23,7 @@ pub fn detect() -> KernelPath {
         {
             return KernelPath::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("popcnt")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("popcnt") {
             return KernelPath::Avx2;
         }
     }
@@ -63,10 +61,7 @@ unsafe fn body_avx2(mask: &[u64], planes: &[u64], outputs: usize, acc: &mut [u32
 /// `planes` holds `mask.len() · outputs` words; `acc` at least `outputs` counters.
 #[inline]
 pub fn accumulate(path: KernelPath, mask: &[u64], planes: &[u64], outputs: usize, acc: &mut [u32]) {
-    assert!(
-        planes.len() >= mask.len() * outputs && acc.len() >= outputs,
-        "kernel operands"
-    );
+    assert!(planes.len() >= mask.len() * outputs && acc.len() >= outputs, "kernel operands");
     match path {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx512` is only returned by `detect()` when the CPU has these features.
@@ -93,9 +88,7 @@ mod tests {
             s ^= s << 17;
             s
         };
-        let mask: Vec<u64> = (0..words)
-            .map(|i| if i == 2 { 0 } else { next() })
-            .collect();
+        let mask: Vec<u64> = (0..words).map(|i| if i == 2 { 0 } else { next() }).collect();
         let planes: Vec<u64> = (0..words * outputs).map(|_| next()).collect();
         let mut expect = vec![0u32; outputs];
         for j in 0..outputs {

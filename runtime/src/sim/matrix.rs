@@ -59,21 +59,13 @@ impl Programmed {
     /// [`Programmed::bit_weight`] as an integer.
     pub fn bit_weight_int(&self, m: u32) -> i64 {
         let w = 1i64 << m;
-        if self.signed && m + 1 == self.bits {
-            -w
-        } else {
-            w
-        }
+        if self.signed && m + 1 == self.bits { -w } else { w }
     }
 
     /// The digital weight of bit column `m`: `2^m`, negative for a signed matrix's MSB.
     pub fn bit_weight(&self, m: u32) -> f64 {
         let w = (1u64 << m) as f64;
-        if self.signed && m + 1 == self.bits {
-            -w
-        } else {
-            w
-        }
+        if self.signed && m + 1 == self.bits { -w } else { w }
     }
 }
 
@@ -81,16 +73,10 @@ impl Programmed {
 pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed, SimError> {
     let (outputs, reduction) = m.codes.dim();
     if m.bits == 0 || m.bits > 16 {
-        return Err(SimError::BadOperand(format!(
-            "stored codes must have 1..=16 bits, not {}",
-            m.bits
-        )));
+        return Err(SimError::BadOperand(format!("stored codes must have 1..=16 bits, not {}", m.bits)));
     }
-    let (lo, hi) = if m.signed {
-        (-(1i64 << (m.bits - 1)), (1i64 << (m.bits - 1)) - 1)
-    } else {
-        (0, (1i64 << m.bits) - 1)
-    };
+    let (lo, hi) =
+        if m.signed { (-(1i64 << (m.bits - 1)), (1i64 << (m.bits - 1)) - 1) } else { (0, (1i64 << m.bits) - 1) };
     let words = tile_rows.div_ceil(64);
     let tiles = reduction.div_ceil(tile_rows).max(1);
     let bits = m.bits as usize;
@@ -115,14 +101,5 @@ pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed,
             }
         }
     }
-    Ok(Programmed {
-        outputs,
-        reduction,
-        bits: m.bits,
-        signed: m.signed,
-        tile_rows,
-        words,
-        planes,
-        gain: Vec::new(),
-    })
+    Ok(Programmed { outputs, reduction, bits: m.bits, signed: m.signed, tile_rows, words, planes, gain: Vec::new() })
 }

@@ -71,10 +71,7 @@ pub struct Tile {
 
 impl fmt::Debug for Tile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tile")
-            .field("hw", &self.hw)
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("Tile").field("hw", &self.hw).field("path", &self.path).finish()
     }
 }
 
@@ -83,10 +80,7 @@ impl Tile {
     pub fn new(hw: &HardwareConfig) -> Result<Tile, SimError> {
         let bad = |m: String| Err(SimError::BadParameter(m));
         if hw.rows == 0 || hw.cols == 0 {
-            return bad(format!(
-                "array must have rows and columns, not {} x {}",
-                hw.rows, hw.cols
-            ));
+            return bad(format!("array must have rows and columns, not {} x {}", hw.rows, hw.cols));
         }
         if hw.cores == 0 {
             return bad("the chip needs at least one core".into());
@@ -109,15 +103,9 @@ impl Tile {
         if let Adaptability::Gains(g) = &hw.adc.adaptability
             && (g.is_empty() || g.iter().any(|x| !(*x > 0.0 && x.is_finite())))
         {
-            return bad(format!(
-                "ADC gains must be a non-empty list of positive numbers, not {g:?}"
-            ));
+            return bad(format!("ADC gains must be a non-empty list of positive numbers, not {g:?}"));
         }
-        Ok(Tile {
-            hw: hw.clone(),
-            path: kernel::detect(),
-            tables: HashMap::new(),
-        })
+        Ok(Tile { hw: hw.clone(), path: kernel::detect(), tables: HashMap::new() })
     }
 
     /// Forces a popcount kernel (for differential tests and benchmarks); results are identical.
@@ -133,12 +121,7 @@ impl Tile {
 
     /// Writes `m` into arrays. `placement` identifies where (which arrays) it goes, which fixes
     /// the static column mismatch it sees. Counts the bits written.
-    pub fn program(
-        &self,
-        m: &StoredMatrix<'_>,
-        placement: u64,
-        ev: &mut Events,
-    ) -> Result<Programmed, SimError> {
+    pub fn program(&self, m: &StoredMatrix<'_>, placement: u64, ev: &mut Events) -> Result<Programmed, SimError> {
         let mut p = matrix::pack(m, self.hw.rows as usize)?;
         ev.bits_written += (m.codes.len() as u64) * m.bits as u64;
         if self.hw.noise.gain_mismatch > 0.0 {
@@ -150,10 +133,8 @@ impl Tile {
                     for j in 0..outputs {
                         let column = (j * bits + m) as u64;
                         let array = noise::mix(placement) ^ (t as u64 * col_tiles + column / cols);
-                        let eps =
-                            noise::static_normal(self.hw.noise.chip_seed, array, column % cols);
-                        p.gain[(t * bits + m) * outputs + j] =
-                            (1.0 + self.hw.noise.gain_mismatch * eps) as f32;
+                        let eps = noise::static_normal(self.hw.noise.chip_seed, array, column % cols);
+                        p.gain[(t * bits + m) * outputs + j] = (1.0 + self.hw.noise.gain_mismatch * eps) as f32;
                     }
                 }
             }
@@ -168,16 +149,12 @@ impl Tile {
 
     fn check_gain(&self, g: f64) -> Result<(), SimError> {
         if !(g > 0.0 && g.is_finite()) {
-            return Err(SimError::BadParameter(format!(
-                "ADC gain must be positive, not {g}"
-            )));
+            return Err(SimError::BadParameter(format!("ADC gain must be positive, not {g}")));
         }
         if let Adaptability::Gains(list) = &self.hw.adc.adaptability
             && !list.iter().any(|x| (x - g).abs() <= 1e-9 * g.max(1.0))
         {
-            return Err(SimError::BadParameter(format!(
-                "ADC gain {g} is not one of the chip's gains {list:?}"
-            )));
+            return Err(SimError::BadParameter(format!("ADC gain {g} is not one of the chip's gains {list:?}")));
         }
         Ok(())
     }
@@ -201,20 +178,14 @@ impl Tile {
             )));
         }
         if w.tile_rows != self.hw.rows as usize {
-            return Err(SimError::BadOperand(
-                "matrix was programmed for another array size".into(),
-            ));
+            return Err(SimError::BadOperand("matrix was programmed for another array size".into()));
         }
         let sched = Schedule::new(&self.hw, x)?;
         let gain_of: Vec<f64> = match gains {
             Gains::Uniform(g) => vec![*g; sched.planes],
             Gains::PerPlane(v) if v.len() == sched.planes => v.clone(),
             Gains::PerPlane(v) => {
-                return Err(SimError::BadParameter(format!(
-                    "{} gains given for {} planes",
-                    v.len(),
-                    sched.planes
-                )));
+                return Err(SimError::BadParameter(format!("{} gains given for {} planes", v.len(), sched.planes)));
             }
         };
         for &g in &gain_of {
@@ -245,16 +216,8 @@ impl Tile {
                 };
                 for g in &sched.groups {
                     let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
-                    let driven: u64 = g
-                        .terms
-                        .iter()
-                        .map(|tm| {
-                            mask_of(tm)
-                                .iter()
-                                .map(|x| x.count_ones() as u64)
-                                .sum::<u64>()
-                        })
-                        .sum();
+                    let driven: u64 =
+                        g.terms.iter().map(|tm| mask_of(tm).iter().map(|x| x.count_ones() as u64).sum::<u64>()).sum();
                     let conversions = (outputs * bits) as u64;
                     if driven == 0 && hw.skip_empty_planes {
                         ev.skipped_planes += 1;
@@ -284,37 +247,22 @@ impl Tile {
                         ];
                         let vmax = (rows_here as f64 * g.level_max) as i64;
                         let vmin = if g.signed_sum { -vmax } else { 0 };
-                        let table = self
-                            .tables
-                            .entry(key)
-                            .or_insert_with(|| CodeTable::new(conv, vmin, vmax));
+                        let table = self.tables.entry(key).or_insert_with(|| CodeTable::new(conv, vmin, vmax));
                         // Codes accumulate exactly as integers over the weight bits (the
                         // near-memory shift-and-add); the plane's scale is applied once.
                         acc.fill(0);
                         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
                         for m in 0..bits {
-                            let planes = &w.planes[((t * bits + m) * words) * outputs
-                                ..((t * bits + m + 1) * words) * outputs];
+                            let planes =
+                                &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
                             if single {
                                 idx.fill(0);
-                                kernel::accumulate(
-                                    self.path,
-                                    mask_of(&g.terms[0]),
-                                    planes,
-                                    outputs,
-                                    &mut idx,
-                                );
+                                kernel::accumulate(self.path, mask_of(&g.terms[0]), planes, outputs, &mut idx);
                             } else {
                                 sums.fill(0);
                                 for tm in &g.terms {
                                     counts.fill(0);
-                                    kernel::accumulate(
-                                        self.path,
-                                        mask_of(tm),
-                                        planes,
-                                        outputs,
-                                        &mut counts,
-                                    );
+                                    kernel::accumulate(self.path, mask_of(tm), planes, outputs, &mut counts);
                                     for (s, &c) in sums.iter_mut().zip(&counts) {
                                         *s += tm.level * c as i64;
                                     }
@@ -323,31 +271,19 @@ impl Tile {
                                     *i = table.index(s);
                                 }
                             }
-                            table.convert_block(
-                                &idx,
-                                w.bit_weight_int(m as u32),
-                                &mut acc,
-                                &mut rng,
-                                &mut scratch,
-                            );
+                            table.convert_block(&idx, w.bit_weight_int(m as u32), &mut acc, &mut rng, &mut scratch);
                         }
                         for (o, &a) in out_row.iter_mut().zip(&acc) {
                             *o += plane_scale * a as f64;
                         }
                     } else {
                         for m in 0..bits {
-                            let planes = &w.planes[((t * bits + m) * words) * outputs
-                                ..((t * bits + m + 1) * words) * outputs];
+                            let planes =
+                                &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
                             real_sums.fill(0.0);
                             for tm in &g.terms {
                                 counts.fill(0);
-                                kernel::accumulate(
-                                    self.path,
-                                    mask_of(tm),
-                                    planes,
-                                    outputs,
-                                    &mut counts,
-                                );
+                                kernel::accumulate(self.path, mask_of(tm), planes, outputs, &mut counts);
                                 for (s, &c) in real_sums.iter_mut().zip(&counts) {
                                     *s += tm.level_actual * c as f64;
                                 }
@@ -355,9 +291,7 @@ impl Tile {
                             let gains = if w.gain.is_empty() {
                                 None
                             } else {
-                                Some(
-                                    &w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs],
-                                )
+                                Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
                             };
                             let scale = plane_scale * w.bit_weight(m as u32);
                             for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {

@@ -21,15 +21,7 @@ pub fn program_forward(
     placement: u64,
     ev: &mut Events,
 ) -> Result<Programmed, SimError> {
-    tile.program(
-        &StoredMatrix {
-            codes: w,
-            bits,
-            signed: true,
-        },
-        placement,
-        ev,
-    )
+    tile.program(&StoredMatrix { codes: w, bits, signed: true }, placement, ev)
 }
 
 /// Programs the `Wᵀ` copy (`N_in x N_out`) for the backward MVM.
@@ -41,15 +33,7 @@ pub fn program_transposed(
     ev: &mut Events,
 ) -> Result<Programmed, SimError> {
     let wt = w.t().as_standard_layout().to_owned();
-    tile.program(
-        &StoredMatrix {
-            codes: wt.view(),
-            bits,
-            signed: true,
-        },
-        placement,
-        ev,
-    )
+    tile.program(&StoredMatrix { codes: wt.view(), bits, signed: true }, placement, ev)
 }
 
 /// The weight gradient `dW[j, i] = Σ_b δ[b, j]·a[b, i]` (`N_out x N_in`): stores `aᵀ` (codes of
@@ -69,35 +53,14 @@ pub fn weight_gradient(
     ev: &mut Events,
 ) -> Result<Array2<f64>, SimError> {
     if a.nrows() != delta.nrows() {
-        return Err(SimError::BadOperand(format!(
-            "activations have {} samples, errors {}",
-            a.nrows(),
-            delta.nrows()
-        )));
+        return Err(SimError::BadOperand(format!("activations have {} samples, errors {}", a.nrows(), delta.nrows())));
     }
     let at = a.t().as_standard_layout().to_owned();
     // Signed activations (INT8) are stored two's complement with one more bit for the sign.
     let bits = if a_signed { a_bits + 1 } else { a_bits };
-    let stored = tile.program(
-        &StoredMatrix {
-            codes: at.view(),
-            bits,
-            signed: a_signed,
-        },
-        placement,
-        ev,
-    )?;
+    let stored = tile.program(&StoredMatrix { codes: at.view(), bits, signed: a_signed }, placement, ev)?;
     let dt = delta.t().as_standard_layout().to_owned();
-    tile.mvm(
-        &stored,
-        &InputBatch::Radix4 {
-            codes: dt.view(),
-            levels,
-        },
-        gains,
-        seed,
-        ev,
-    )
+    tile.mvm(&stored, &InputBatch::Radix4 { codes: dt.view(), levels }, gains, seed, ev)
 }
 
 #[cfg(test)]
@@ -124,55 +87,16 @@ mod tests {
         // LSB = 1 count: G = rows / (2^20 - 1) for binary planes.
         let g = Gains::Uniform(32.0 / ((1u64 << 20) - 1) as f64);
         let fw = program_forward(&tile, w.view(), 4, 0, &mut ev).unwrap();
-        let z = tile
-            .mvm(
-                &fw,
-                &InputBatch::Int {
-                    codes: a.view(),
-                    bits: 4,
-                    signed: false,
-                },
-                &g,
-                1,
-                &mut ev,
-            )
-            .unwrap();
+        let z = tile.mvm(&fw, &InputBatch::Int { codes: a.view(), bits: 4, signed: false }, &g, 1, &mut ev).unwrap();
         assert_eq!(z, a.dot(&w.t()).mapv(|v| v as f64));
         let bw = program_transposed(&tile, w.view(), 4, 1, &mut ev).unwrap();
-        let back = tile
-            .mvm(
-                &bw,
-                &InputBatch::Radix4 {
-                    codes: d.view(),
-                    levels: 8,
-                },
-                &g,
-                2,
-                &mut ev,
-            )
-            .unwrap();
+        let back = tile.mvm(&bw, &InputBatch::Radix4 { codes: d.view(), levels: 8 }, &g, 2, &mut ev).unwrap();
         let df = d.mapv(|c| value_of(c, Phase::Even) as f64);
         let wf = w.mapv(|v| v as f64);
         assert_eq!(back, df.dot(&wf));
         let before = ev.bits_written;
-        let dw = weight_gradient(
-            &mut tile,
-            a.view(),
-            4,
-            false,
-            d.view(),
-            8,
-            &g,
-            2,
-            3,
-            &mut ev,
-        )
-        .unwrap();
-        assert_eq!(
-            ev.bits_written - before,
-            (batch * n_in * 4) as u64,
-            "aᵀ is written every step"
-        );
+        let dw = weight_gradient(&mut tile, a.view(), 4, false, d.view(), 8, &g, 2, 3, &mut ev).unwrap();
+        assert_eq!(ev.bits_written - before, (batch * n_in * 4) as u64, "aᵀ is written every step");
         let af = a.mapv(|v| v as f64);
         assert_eq!(dw, df.t().dot(&af));
     }

@@ -15,11 +15,7 @@ pub(crate) fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
         input: InputMode::BitSerial,
         signs: SignMode::TwoPass,
         skip_empty_planes: true,
-        adc: AdcConfig {
-            bits: adc_bits,
-            adaptability: Adaptability::Full,
-            zero: AdcZero::Unsigned,
-        },
+        adc: AdcConfig { bits: adc_bits, adaptability: Adaptability::Full, zero: AdcZero::Unsigned },
         noise: NoiseConfig {
             sigma_lsb: 0.0,
             scaling: NoiseScaling::PhysicalRows,
@@ -103,11 +99,7 @@ fn exact_case(
 ) -> Result<(), String> {
     let mut g = Gen(seed | 1);
     let mut h = hw(rows, 64, 20);
-    let (lo, hi) = if wsigned {
-        (-(1i64 << (wbits - 1)), (1i64 << (wbits - 1)) - 1)
-    } else {
-        (0, (1i64 << wbits) - 1)
-    };
+    let (lo, hi) = if wsigned { (-(1i64 << (wbits - 1)), (1i64 << (wbits - 1)) - 1) } else { (0, (1i64 << wbits) - 1) };
     let w = Array2::from_shape_fn((outputs, red), |_| g.range(lo, hi) as i32);
     let mut level_max = 1.0;
     match mode {
@@ -116,17 +108,11 @@ fn exact_case(
             h.adc.zero = AdcZero::Signed;
         }
         Mode::IntDac => {
-            h.input = InputMode::Dac {
-                bits: 3,
-                levels: vec![1.0, 4.0, 16.0],
-            };
+            h.input = InputMode::Dac { bits: 3, levels: vec![1.0, 4.0, 16.0] };
             level_max = 7.0;
         }
         Mode::R4Dac => {
-            h.input = InputMode::Dac {
-                bits: 5,
-                levels: vec![1.0, 4.0, 16.0],
-            };
+            h.input = InputMode::Dac { bits: 5, levels: vec![1.0, 4.0, 16.0] };
             level_max = 21.0;
         }
         _ => {}
@@ -138,57 +124,30 @@ fn exact_case(
     let xr = Array2::from_shape_fn((n, red), |_| g.range(-8, 8) as i8);
     let is_r4 = matches!(mode, Mode::R4TwoPass | Mode::R4SignedDrive | Mode::R4Dac);
     let input = if is_r4 {
-        InputBatch::Radix4 {
-            codes: xr.view(),
-            levels: 8,
-        }
+        InputBatch::Radix4 { codes: xr.view(), levels: 8 }
     } else {
-        InputBatch::Int {
-            codes: xi.view(),
-            bits: 4,
-            signed: !matches!(mode, Mode::IntUnsigned | Mode::IntDac),
-        }
+        InputBatch::Int { codes: xi.view(), bits: 4, signed: !matches!(mode, Mode::IntUnsigned | Mode::IntDac) }
     };
     let mut tile = Tile::new(&h).map_err(|e| e.to_string())?;
     let mut ev = Events::default();
     let p = tile
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: wbits,
-                signed: wsigned,
-            },
-            0,
-            &mut ev,
-        )
+        .program(&StoredMatrix { codes: w.view(), bits: wbits, signed: wsigned }, 0, &mut ev)
         .map_err(|e| e.to_string())?;
     // LSB = 1 count: FS = rows·level_max/G = cmax.
-    let cmax = if h.adc.zero == AdcZero::Unsigned {
-        (1u64 << h.adc.bits) - 1
-    } else {
-        (1u64 << (h.adc.bits - 1)) - 1
-    } as f64;
+    let cmax =
+        if h.adc.zero == AdcZero::Unsigned { (1u64 << h.adc.bits) - 1 } else { (1u64 << (h.adc.bits - 1)) - 1 } as f64;
     let gain = rows as f64 * level_max / cmax;
-    let y = tile
-        .mvm(&p, &input, &Gains::Uniform(gain), seed, &mut ev)
-        .map_err(|e| e.to_string())?;
+    let y = tile.mvm(&p, &input, &Gains::Uniform(gain), seed, &mut ev).map_err(|e| e.to_string())?;
     for b in 0..n {
         for j in 0..outputs {
             let expect: f64 = (0..red)
                 .map(|k| {
-                    let xv = if is_r4 {
-                        radix4::value_of(xr[[b, k]], Phase::Even) as f64
-                    } else {
-                        xi[[b, k]] as f64
-                    };
+                    let xv = if is_r4 { radix4::value_of(xr[[b, k]], Phase::Even) as f64 } else { xi[[b, k]] as f64 };
                     w[[j, k]] as f64 * xv
                 })
                 .sum();
             if (y[[b, j]] - expect).abs() > 1e-9 * expect.abs().max(1.0) {
-                return Err(format!(
-                    "{mode:?}: y[{b},{j}] = {} but exact is {expect}",
-                    y[[b, j]]
-                ));
+                return Err(format!("{mode:?}: y[{b},{j}] = {} but exact is {expect}", y[[b, j]]));
             }
         }
     }
@@ -231,29 +190,9 @@ fn layer_error(gain: f64, sigma: f64) -> (f64, f64) {
     let x = Array2::from_shape_fn((8, 255), |_| g.range(0, 15) as i32);
     let mut tile = Tile::new(&h).unwrap();
     let mut ev = Events::default();
-    let p = tile
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true,
-            },
-            0,
-            &mut ev,
-        )
-        .unwrap();
+    let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
     let y = tile
-        .mvm(
-            &p,
-            &InputBatch::Int {
-                codes: x.view(),
-                bits: 4,
-                signed: false,
-            },
-            &Gains::Uniform(gain),
-            5,
-            &mut ev,
-        )
+        .mvm(&p, &InputBatch::Int { codes: x.view(), bits: 4, signed: false }, &Gains::Uniform(gain), 5, &mut ev)
         .unwrap();
     let exact = x.dot(&w.t()).mapv(|v| v as f64);
     let err = (&y - &exact).mapv(f64::abs).mean().unwrap();
@@ -270,14 +209,8 @@ fn rounding_then_clipping_errors_appear_as_the_range_narrows() {
     let (clipping, _) = layer_error(8.0, 0.0);
     assert_eq!(exact, 0.0);
     assert!(rounding > 0.0, "rounding appears");
-    assert!(
-        rounding < 0.1 * scale,
-        "rounding is small: {rounding} of {scale}"
-    );
-    assert!(
-        clipping > 10.0 * rounding && clipping > 0.3 * scale,
-        "clipping dominates: {clipping} vs {rounding}"
-    );
+    assert!(rounding < 0.1 * scale, "rounding is small: {rounding} of {scale}");
+    assert!(clipping > 10.0 * rounding && clipping > 0.3 * scale, "clipping dominates: {clipping} vs {rounding}");
 }
 
 #[test]
@@ -285,11 +218,7 @@ fn noise_is_seeded_and_grows_with_sigma() {
     let (quiet, _) = layer_error(1.0, 0.0);
     let (noisy, _) = layer_error(1.0, 0.5);
     assert!(noisy > quiet);
-    assert_eq!(
-        layer_error(1.0, 0.5),
-        layer_error(1.0, 0.5),
-        "same seed, same result"
-    );
+    assert_eq!(layer_error(1.0, 0.5), layer_error(1.0, 0.5), "same seed, same result");
 }
 
 #[test]
@@ -302,28 +231,8 @@ fn kernels_and_noise_paths_are_bit_identical() {
     let run = |path: kernel::KernelPath| {
         let mut tile = Tile::new(&h).unwrap().with_kernel(path);
         let mut ev = Events::default();
-        let p = tile
-            .program(
-                &StoredMatrix {
-                    codes: w.view(),
-                    bits: 4,
-                    signed: true,
-                },
-                0,
-                &mut ev,
-            )
-            .unwrap();
-        tile.mvm(
-            &p,
-            &InputBatch::Radix4 {
-                codes: x.view(),
-                levels: 8,
-            },
-            &Gains::Uniform(2.0),
-            11,
-            &mut ev,
-        )
-        .unwrap()
+        let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
+        tile.mvm(&p, &InputBatch::Radix4 { codes: x.view(), levels: 8 }, &Gains::Uniform(2.0), 11, &mut ev).unwrap()
     };
     let best = kernel::detect();
     let portable = run(kernel::KernelPath::Portable);
@@ -342,32 +251,12 @@ fn event_counts_follow_the_shape() {
     let x = Array2::from_shape_fn((2, 300), |_| g.range(1, 15) as i32 | 0b1111);
     let mut tile = Tile::new(&h).unwrap();
     let mut ev = Events::default();
-    let p = tile
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true,
-            },
-            0,
-            &mut ev,
-        )
-        .unwrap();
+    let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
     assert_eq!(ev.bits_written, 10 * 300 * 4);
     assert_eq!(p.row_tiles(), 3);
     assert_eq!(p.col_tiles(64), 1);
-    tile.mvm(
-        &p,
-        &InputBatch::Int {
-            codes: x.view(),
-            bits: 4,
-            signed: false,
-        },
-        &Gains::Uniform(1.0),
-        0,
-        &mut ev,
-    )
-    .unwrap();
+    tile.mvm(&p, &InputBatch::Int { codes: x.view(), bits: 4, signed: false }, &Gains::Uniform(1.0), 0, &mut ev)
+        .unwrap();
     // Every input is 15: every plane is full, nothing skipped.
     assert_eq!(ev.conversions, 2 * 3 * 4 * 10 * 4);
     assert_eq!(ev.skipped_planes, 0);
@@ -384,29 +273,8 @@ fn empty_exponent_planes_are_skipped_and_counted() {
     let x = Array2::from_elem((1, 64), 1i8);
     let mut tile = Tile::new(&h).unwrap();
     let mut ev = Events::default();
-    let p = tile
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true,
-            },
-            0,
-            &mut ev,
-        )
-        .unwrap();
-    let y = tile
-        .mvm(
-            &p,
-            &InputBatch::Radix4 {
-                codes: x.view(),
-                levels: 8,
-            },
-            &Gains::Uniform(1.0),
-            0,
-            &mut ev,
-        )
-        .unwrap();
+    let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
+    let y = tile.mvm(&p, &InputBatch::Radix4 { codes: x.view(), levels: 8 }, &Gains::Uniform(1.0), 0, &mut ev).unwrap();
     assert_eq!(ev.conversions, 5 * 4);
     assert_eq!(ev.skipped_planes, 15);
     assert_eq!(ev.skipped_conversions, 15 * 5 * 4);
@@ -416,29 +284,8 @@ fn empty_exponent_planes_are_skipped_and_counted() {
     h2.skip_empty_planes = false;
     let mut tile2 = Tile::new(&h2).unwrap();
     let mut ev2 = Events::default();
-    let p2 = tile2
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true,
-            },
-            0,
-            &mut ev2,
-        )
-        .unwrap();
-    tile2
-        .mvm(
-            &p2,
-            &InputBatch::Radix4 {
-                codes: x.view(),
-                levels: 8,
-            },
-            &Gains::Uniform(1.0),
-            0,
-            &mut ev2,
-        )
-        .unwrap();
+    let p2 = tile2.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev2).unwrap();
+    tile2.mvm(&p2, &InputBatch::Radix4 { codes: x.view(), levels: 8 }, &Gains::Uniform(1.0), 0, &mut ev2).unwrap();
     assert_eq!(ev2.conversions, 16 * 5 * 4);
     assert_eq!(ev2.skipped_planes, 0);
 }
@@ -453,48 +300,19 @@ fn mismatch_and_dac_error_perturb_results_reproducibly() {
     let run = |h: &HardwareConfig| {
         let mut tile = Tile::new(h).unwrap();
         let mut ev = Events::default();
-        let p = tile
-            .program(
-                &StoredMatrix {
-                    codes: w.view(),
-                    bits: 4,
-                    signed: true,
-                },
-                3,
-                &mut ev,
-            )
-            .unwrap();
-        tile.mvm(
-            &p,
-            &InputBatch::Int {
-                codes: x.view(),
-                bits: 4,
-                signed: false,
-            },
-            &Gains::Uniform(0.25),
-            1,
-            &mut ev,
-        )
-        .unwrap()
+        let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 3, &mut ev).unwrap();
+        tile.mvm(&p, &InputBatch::Int { codes: x.view(), bits: 4, signed: false }, &Gains::Uniform(0.25), 1, &mut ev)
+            .unwrap()
     };
     let exact = x.dot(&w.t()).mapv(|v| v as f64);
     let a = run(&h);
     assert_eq!(a, run(&h));
-    assert!(
-        (&a - &exact).mapv(f64::abs).sum() > 1.0,
-        "mismatch changes results"
-    );
+    assert!((&a - &exact).mapv(f64::abs).sum() > 1.0, "mismatch changes results");
     let mut d = hw(64, 32, 12);
-    d.input = InputMode::Dac {
-        bits: 4,
-        levels: vec![1.0, 4.0],
-    };
+    d.input = InputMode::Dac { bits: 4, levels: vec![1.0, 4.0] };
     d.noise.dac_error = 0.05;
     let b = run(&d);
-    assert!(
-        (&b - &exact).mapv(f64::abs).sum() > 1.0,
-        "DAC error changes results"
-    );
+    assert!((&b - &exact).mapv(f64::abs).sum() > 1.0, "DAC error changes results");
 }
 
 #[test]
@@ -515,53 +333,20 @@ fn bad_parameters_and_operands_are_errors() {
     let mut ev = Events::default();
     let w = Array2::from_elem((2, 10), 9i32);
     assert!(matches!(
-        tile.program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true
-            },
-            0,
-            &mut ev
-        ),
+        tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev),
         Err(SimError::BadOperand(_))
     ));
     let w = Array2::from_elem((2, 10), 3i32);
-    let p = tile
-        .program(
-            &StoredMatrix {
-                codes: w.view(),
-                bits: 4,
-                signed: true,
-            },
-            0,
-            &mut ev,
-        )
-        .unwrap();
+    let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
     let x = Array2::from_elem((1, 10), 1i32);
-    let input = InputBatch::Int {
-        codes: x.view(),
-        bits: 4,
-        signed: false,
-    };
-    assert!(
-        tile.mvm(&p, &input, &Gains::Uniform(4.0), 0, &mut ev)
-            .is_err(),
-        "4 is not an available gain"
-    );
-    assert!(
-        tile.mvm(&p, &input, &Gains::Uniform(8.0), 0, &mut ev)
-            .is_ok()
-    );
+    let input = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
+    assert!(tile.mvm(&p, &input, &Gains::Uniform(4.0), 0, &mut ev).is_err(), "4 is not an available gain");
+    assert!(tile.mvm(&p, &input, &Gains::Uniform(8.0), 0, &mut ev).is_ok());
     let short = Array2::from_elem((1, 9), 1i32);
     assert!(
         tile.mvm(
             &p,
-            &InputBatch::Int {
-                codes: short.view(),
-                bits: 4,
-                signed: false
-            },
+            &InputBatch::Int { codes: short.view(), bits: 4, signed: false },
             &Gains::Uniform(1.0),
             0,
             &mut ev
@@ -570,17 +355,7 @@ fn bad_parameters_and_operands_are_errors() {
     );
     let neg = Array2::from_elem((1, 10), -1i32);
     assert!(
-        tile.mvm(
-            &p,
-            &InputBatch::Int {
-                codes: neg.view(),
-                bits: 4,
-                signed: false
-            },
-            &Gains::Uniform(1.0),
-            0,
-            &mut ev
-        )
-        .is_err()
+        tile.mvm(&p, &InputBatch::Int { codes: neg.view(), bits: 4, signed: false }, &Gains::Uniform(1.0), 0, &mut ev)
+            .is_err()
     );
 }
