@@ -2,6 +2,7 @@
 
 mod quantize;
 mod render;
+mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imcc_compiler::codes::Code;
@@ -58,6 +59,35 @@ enum Command {
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     Reference,
+    /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
+    Train {
+        /// The file.
+        file: PathBuf,
+        /// Only this train block (default: all of them).
+        #[arg(long)]
+        train: Option<String>,
+        /// Override the epochs of every run.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Write `{"runs": [...]}` metrics to this file.
+        #[arg(long)]
+        metrics_json: Option<PathBuf>,
+        /// Write a checkpoint per run into this directory after every epoch.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Continue from the checkpoints in `--checkpoint DIR`.
+        #[arg(long)]
+        resume: bool,
+        /// Run the f32 reference (no quantization, no IMC) of each run instead.
+        #[arg(long)]
+        reference: bool,
+        /// Override the hardware noise sigma (LSB at native range) of every run.
+        #[arg(long)]
+        sigma_lsb: Option<f64>,
+        /// Train on at most this many samples per epoch (quick runs).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Lower train blocks to the mapped IR and print it.
     Lower {
         /// The file.
@@ -126,6 +156,18 @@ fn main() -> ExitCode {
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Quantize { format, scale, json } => run_quantize(format, &scale, json),
+        Command::Train { file, train, epochs, metrics_json, checkpoint, resume, reference, sigma_lsb, limit } => {
+            let opts = train::Options {
+                epochs,
+                reference,
+                sigma_lsb,
+                limit,
+                checkpoint,
+                resume,
+                progress: std::io::stderr().is_terminal(),
+            };
+            train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
+        }
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
@@ -225,6 +267,73 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
                 println!("{}", serde_json::to_string(step).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
             }
             Emit::Ast => unreachable!("handled above"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn train_cmd(
+    path: &std::path::Path,
+    only: Option<&str>,
+    opts: &train::Options,
+    metrics: Option<&std::path::Path>,
+) -> ExitCode {
+    let shown = path.display().to_string();
+    let text = match read_source(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read `{shown}`: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
+    let color = use_color(ColorChoice::Auto);
+    let (comp, _) = match compile_and_lower(path, &shown, &text, None) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(101);
+        }
+    };
+    for d in &comp.diagnostics {
+        eprint!("{}", render::human(&comp.sources, d, color));
+    }
+    let Some(program) = &comp.program else {
+        eprintln!("error: `{shown}` failed to check");
+        return ExitCode::from(1);
+    };
+    let runs: Vec<_> = program.trains.iter().filter(|r| only.is_none_or(|t| r.name == t)).collect();
+    if runs.is_empty() {
+        let names: Vec<&str> = program.trains.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "error: `{shown}` has no train block{}; its train blocks are: {}",
+            only.map(|t| format!(" `{t}`")).unwrap_or_default(),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let mut results = Vec::new();
+    for run in runs {
+        match train::run(program, run, opts) {
+            Ok(m) => {
+                println!(
+                    "{}: test accuracy {:.4}, {:.3e} J per training sample, {:.0} samples/s",
+                    m.name, m.final_test_accuracy, m.energy_joules_per_sample, m.samples_per_second
+                );
+                results.push(m);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!();
+    print!("{}", train::table(&results));
+    if let Some(p) = metrics {
+        let json = serde_json::json!({ "runs": results });
+        if let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap_or_default()) {
+            eprintln!("error: cannot write {}: {e}", p.display());
+            return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS

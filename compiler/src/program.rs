@@ -144,6 +144,8 @@ pub enum DataSet {
     Digits {
         /// Test share.
         test_fraction: f64,
+        /// Directory.
+        dir: String,
     },
     /// MNIST from this directory.
     Mnist {

@@ -714,12 +714,15 @@ pub fn layer(op: &str) -> Option<&'static LayerSpec> {
 const DATASETS: &[CtorSpec] = &[
     ctor(
         "digits",
-        &[p(
-            "test_fraction",
-            Ty::Real { min: 0.0, min_open: true, max: 0.9, dim: Dim::None },
-            "0.2",
-            "Share of the 1797 samples held out for testing.",
-        )],
+        &[
+            p(
+                "test_fraction",
+                Ty::Real { min: 0.0, min_open: true, max: 0.9, dim: Dim::None },
+                "0.2",
+                "Share of the 1797 samples held out for testing (a seeded shuffle picks them).",
+            ),
+            p("dir", Ty::Str, "\"data/digits\"", "Directory of `digits.csv.gz` (or `digits.csv`)."),
+        ],
         "The 8x8 handwritten digits (UCI), 64 pixels, 10 classes.",
     ),
     ctor(

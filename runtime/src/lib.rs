@@ -4,6 +4,9 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod data;
+pub mod energy;
+pub mod exec;
 pub mod formats;
 pub mod ir;
 pub mod sim;

@@ -269,7 +269,7 @@ pub fn data_set(v: &Value) -> DataSet {
         _ => String::new(),
     };
     match c.name {
-        "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")) },
+        "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")), dir: s("dir") },
         "mnist" => DataSet::Mnist { dir: s("dir") },
         _ => DataSet::Idx { dir: s("dir"), classes: int(arg(c, "classes")) as usize },
     }

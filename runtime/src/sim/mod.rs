@@ -62,6 +62,54 @@ pub enum Gains {
     PerPlane(Vec<f64>),
 }
 
+/// Statistics of the noiseless column sums of one MVM call, per input plane: what an ADC range
+/// policy needs (counts in unit counts; DAC planes in level units).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlaneStats {
+    /// Conversions per plane.
+    pub count: Vec<u64>,
+    /// Sum of column sums per plane.
+    pub sum: Vec<f64>,
+    /// Sum of squared column sums per plane.
+    pub sum_sq: Vec<f64>,
+    /// Largest column sum magnitude per plane.
+    pub max: Vec<f64>,
+}
+
+impl PlaneStats {
+    fn reset(&mut self, planes: usize) {
+        *self = PlaneStats {
+            count: vec![0; planes],
+            sum: vec![0.0; planes],
+            sum_sq: vec![0.0; planes],
+            max: vec![0.0; planes],
+        };
+    }
+
+    fn record_indices(&mut self, plane: usize, idx: &[u32], vmin: i64) {
+        let (mut s, mut q, mut m) = (0i64, 0i64, 0i64);
+        for &i in idx {
+            let v = i as i64 + vmin;
+            s += v;
+            q += v * v;
+            m = m.max(v.abs());
+        }
+        self.count[plane] += idx.len() as u64;
+        self.sum[plane] += s as f64;
+        self.sum_sq[plane] += q as f64;
+        self.max[plane] = self.max[plane].max(m as f64);
+    }
+
+    fn record_reals(&mut self, plane: usize, v: &[f64]) {
+        self.count[plane] += v.len() as u64;
+        for &x in v {
+            self.sum[plane] += x;
+            self.sum_sq[plane] += x * x;
+            self.max[plane] = self.max[plane].max(x.abs());
+        }
+    }
+}
+
 /// A chip's arrays, with cached ADC code tables.
 pub struct Tile {
     hw: HardwareConfig,
@@ -142,6 +190,17 @@ impl Tile {
         Ok(p)
     }
 
+    /// The native full scale (unit counts at gain 1: `rows · level_max`) of each input plane an
+    /// input of this kind uses on this chip.
+    pub fn plane_full_scales(&self, x: &InputBatch<'_>) -> Result<Vec<f64>, SimError> {
+        let sched = Schedule::new(&self.hw, x)?;
+        let mut fs = vec![0.0; sched.planes];
+        for g in &sched.groups {
+            fs[g.plane] = self.hw.rows as f64 * g.level_max;
+        }
+        Ok(fs)
+    }
+
     /// Number of input planes (gains) an input of this kind uses on this chip.
     pub fn planes(&self, x: &InputBatch<'_>) -> Result<usize, SimError> {
         Ok(Schedule::new(&self.hw, x)?.planes)
@@ -169,6 +228,20 @@ impl Tile {
         gains: &Gains,
         seed: u64,
         ev: &mut Events,
+    ) -> Result<Array2<f64>, SimError> {
+        self.mvm_with_stats(w, x, gains, seed, ev, &mut PlaneStats::default())
+    }
+
+    /// [`Tile::mvm`], also recording statistics of the noiseless column sums per plane (for
+    /// ADC range policies).
+    pub fn mvm_with_stats(
+        &mut self,
+        w: &Programmed,
+        x: &InputBatch<'_>,
+        gains: &Gains,
+        seed: u64,
+        ev: &mut Events,
+        stats: &mut PlaneStats,
     ) -> Result<Array2<f64>, SimError> {
         let (n, red) = x.dim();
         if red != w.reduction {
@@ -203,6 +276,7 @@ impl Tile {
         let hw = &self.hw;
         let full_rows = hw.rows as f64;
         let mut scratch = adc::Scratch::default();
+        stats.reset(sched.planes);
 
         for row in 0..n {
             let mut rng = noise::stream(seed, row as u64);
@@ -272,6 +346,7 @@ impl Tile {
                                 }
                             }
                             table.convert_block(&idx, w.bit_weight_int(m as u32), &mut acc, &mut rng, &mut scratch);
+                            stats.record_indices(g.plane, &idx, vmin);
                         }
                         for (o, &a) in out_row.iter_mut().zip(&acc) {
                             *o += plane_scale * a as f64;
@@ -294,6 +369,7 @@ impl Tile {
                                 Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
                             };
                             let scale = plane_scale * w.bit_weight(m as u32);
+                            stats.record_reals(g.plane, &real_sums);
                             for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
                                 let v = gains.map_or(v, |gs| v * gs[j] as f64);
                                 *o += scale * conv.sample_direct(v, &mut rng) as f64;

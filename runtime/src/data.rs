@@ -1,0 +1,252 @@
+//! Data sets: idx files (raw or gzip; MNIST, Fashion-MNIST or any idx pair) and the 8x8 digits
+//! CSV, normalized to [0, 1], with seeded shuffling. A missing, truncated or corrupt file is a
+//! [`DataError`] naming the file and the problem.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A data set problem, with the file it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataError {
+    /// The file (or directory).
+    pub path: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+fn err(path: &Path, message: impl Into<String>) -> DataError {
+    DataError { path: path.to_path_buf(), message: message.into() }
+}
+
+/// Training and test samples, pixels normalized to [0, 1].
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Training inputs, one sample per row.
+    pub train_x: Array2<f32>,
+    /// Training labels.
+    pub train_y: Vec<u8>,
+    /// Test inputs.
+    pub test_x: Array2<f32>,
+    /// Test labels.
+    pub test_y: Vec<u8>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// Pixels per sample.
+    pub fn features(&self) -> usize {
+        self.train_x.ncols()
+    }
+}
+
+/// Reads a file, un-gzipping when it is gzip (by magic bytes).
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|e| {
+        err(
+            path,
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file (paths are relative to the working directory)".to_string()
+            } else {
+                e.to_string()
+            },
+        )
+    })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| err(path, format!("corrupt gzip data: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// An idx file: its dimensions and its unsigned-byte payload.
+pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let bytes = read_maybe_gz(path)?;
+    if bytes.len() < 4 {
+        return Err(err(path, format!("truncated: {} bytes, no idx header", bytes.len())));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 {
+        return Err(err(path, "not an idx file (bad magic number)"));
+    }
+    if bytes[2] != 0x08 {
+        return Err(err(path, format!("idx element type 0x{:02x} is not unsigned bytes (0x08)", bytes[2])));
+    }
+    let rank = bytes[3] as usize;
+    if rank == 0 || rank > 4 {
+        return Err(err(path, format!("idx rank {rank} is not 1..=4")));
+    }
+    let header = 4 + 4 * rank;
+    if bytes.len() < header {
+        return Err(err(path, "truncated idx header"));
+    }
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let n: usize =
+        dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| err(path, "idx dimensions overflow"))?;
+    let payload = &bytes[header..];
+    if payload.len() < n {
+        return Err(err(path, format!("truncated: the header promises {n} values, the file holds {}", payload.len())));
+    }
+    if payload.len() > n {
+        return Err(err(path, format!("{} bytes after the last value", payload.len() - n)));
+    }
+    Ok((dims, payload.to_vec()))
+}
+
+fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
+    for name in [format!("{stem}.gz"), stem.to_string()] {
+        let p = dir.join(&name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(err(&dir.join(stem), "no such file, raw or .gz (paths are relative to the working directory)"))
+}
+
+fn idx_pair(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<(Array2<f32>, Vec<u8>), DataError> {
+    let (ip, lp) = (find(dir, images)?, find(dir, labels)?);
+    let (idims, pixels) = read_idx(&ip)?;
+    let (ldims, labels) = read_idx(&lp)?;
+    if ldims.len() != 1 {
+        return Err(err(&lp, format!("labels must be rank 1, found rank {}", ldims.len())));
+    }
+    if idims[0] != ldims[0] {
+        return Err(err(&ip, format!("{} images but {} labels in {}", idims[0], ldims[0], lp.display())));
+    }
+    if let Some(bad) = labels.iter().position(|&l| l as usize >= classes) {
+        return Err(err(&lp, format!("label {} of sample {bad} is not below the {classes} classes", labels[bad])));
+    }
+    let features: usize = idims[1..].iter().product();
+    let x = Array2::from_shape_vec((idims[0], features), pixels).map_err(|e| err(&ip, e.to_string()))?;
+    Ok((x.mapv(|p| p as f32 / 255.0), labels))
+}
+
+/// MNIST-style idx data in `dir`: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+/// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each raw or `.gz`.
+pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
+    let (train_x, train_y) = idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", classes)?;
+    let (test_x, test_y) = idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", classes)?;
+    if train_x.ncols() != test_x.ncols() {
+        return Err(err(
+            dir,
+            format!("training images have {} pixels, test images {}", train_x.ncols(), test_x.ncols()),
+        ));
+    }
+    Ok(Dataset { train_x, train_y, test_x, test_y, classes })
+}
+
+/// The 8x8 digits (`digits.csv.gz` or `digits.csv` in `dir`: 64 values 0..16 and a label per
+/// line), split by a shuffle seeded with `seed`, `test_fraction` held out.
+pub fn load_digits(dir: &Path, test_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
+    let path = find(dir, "digits.csv")?;
+    let bytes = read_maybe_gz(&path)?;
+    let text = String::from_utf8(bytes).map_err(|_| err(&path, "not UTF-8 text"))?;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (ln, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != 65 {
+            return Err(err(
+                &path,
+                format!("line {}: {} fields, expected 64 pixels and a label", ln + 1, fields.len()),
+            ));
+        }
+        for (i, f) in fields.iter().enumerate() {
+            let v: u8 = f
+                .parse()
+                .map_err(|_| err(&path, format!("line {}, field {}: `{f}` is not a number 0..=16", ln + 1, i + 1)))?;
+            if i < 64 {
+                if v > 16 {
+                    return Err(err(&path, format!("line {}, field {}: pixel {v} exceeds 16", ln + 1, i + 1)));
+                }
+                pixels.push(v as f32 / 16.0);
+            } else if v > 9 {
+                return Err(err(&path, format!("line {}: label {v} is not a digit", ln + 1)));
+            } else {
+                labels.push(v);
+            }
+        }
+    }
+    if labels.is_empty() {
+        return Err(err(&path, "no samples"));
+    }
+    let n = labels.len();
+    let x = Array2::from_shape_vec((n, 64), pixels).map_err(|e| err(&path, e.to_string()))?;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xD161_7500));
+    let n_test = ((n as f64 * test_fraction).round() as usize).clamp(1, n - 1);
+    let (test_idx, train_idx) = order.split_at(n_test);
+    let pick = |idx: &[usize]| (x.select(Axis(0), idx), idx.iter().map(|&i| labels[i]).collect::<Vec<_>>());
+    let (test_x, test_y) = pick(test_idx);
+    let (train_x, train_y) = pick(train_idx);
+    Ok(Dataset { train_x, train_y, test_x, test_y, classes: 10 })
+}
+
+/// A seeded permutation of `n` samples for epoch `epoch`.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch));
+    order
+}
+
+/// Rows `idx` of `x`.
+pub fn gather(x: ArrayView2<'_, f32>, idx: &[usize]) -> Array2<f32> {
+    x.select(Axis(0), idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("imcc-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn idx_round_trip_and_errors_name_the_problem() {
+        let mut good = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
+        good.extend([0, 64, 128, 255, 1, 2, 3, 4]);
+        let (dims, data) = read_idx(&tmp("good", &good)).unwrap();
+        assert_eq!(dims, vec![2, 2, 2]);
+        assert_eq!(data.len(), 8);
+        let e = read_idx(&tmp("short", &good[..14])).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+        let e = read_idx(&tmp("cut", &good[..20])).unwrap_err();
+        assert!(e.message.contains("promises 8 values"), "{e}");
+        let e = read_idx(&tmp("magic", &[1, 2, 3, 4, 5])).unwrap_err();
+        assert!(e.message.contains("magic"), "{e}");
+        let e = read_idx(&tmp("gz", &[0x1f, 0x8b, 1, 2, 3])).unwrap_err();
+        assert!(e.message.contains("corrupt gzip"), "{e}");
+        let e = read_idx(Path::new("/no/such/idx")).unwrap_err();
+        assert!(e.message.contains("no such file"), "{e}");
+    }
+
+    #[test]
+    fn digits_csv_errors() {
+        let dir = tmp("digits.csv", b"1,2,3\n").parent().unwrap().to_path_buf();
+        let e = load_digits(&dir, 0.2, 1).unwrap_err();
+        assert!(e.message.contains("line 1: 3 fields"), "{e}");
+    }
+}

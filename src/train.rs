@@ -1,0 +1,345 @@
+//! `imcc train`: runs the train blocks of a file, with progress, a results table, metrics JSON
+//! and checkpoints.
+
+use imcc_compiler::lower;
+use imcc_compiler::program::{DataSet, Schedule, TrainRun};
+use imcc_runtime::config::{Mvm, Precision, Target};
+use imcc_runtime::data::{self, Dataset};
+use imcc_runtime::energy::{self, Breakdown};
+use imcc_runtime::exec::{Executor, Hyper, MvmCounts, TrainState};
+use imcc_runtime::ir::Step;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options from the command line.
+pub struct Options {
+    /// Override every run's epochs.
+    pub epochs: Option<u64>,
+    /// Run the f32 reference instead.
+    pub reference: bool,
+    /// Override the noise of every run's hardware (sweeps).
+    pub sigma_lsb: Option<f64>,
+    /// Use at most this many training samples (quick runs).
+    pub limit: Option<usize>,
+    /// Checkpoint directory.
+    pub checkpoint: Option<PathBuf>,
+    /// Resume from the checkpoint directory.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// One epoch's metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: u64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Test accuracy, when evaluated.
+    pub test_accuracy: Option<f64>,
+    /// Training energy so far.
+    pub energy_joules: f64,
+}
+
+/// A run's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    /// The train block.
+    pub name: String,
+    /// The mapping policy (or `f32 reference`).
+    pub policy: String,
+    /// Per epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// Test accuracy after the last epoch.
+    pub final_test_accuracy: f64,
+    /// Training energy per training sample.
+    pub energy_joules_per_sample: f64,
+    /// Energy by MVM kind and component, in joules, over the run.
+    #[serde(default)]
+    pub energy_breakdown: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Training samples per second (wall clock, this machine).
+    #[serde(default)]
+    pub samples_per_second: f64,
+}
+
+/// A checkpoint: the executor's state plus where the run is.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    train: String,
+    epochs_done: u64,
+    samples: u64,
+    energy: f64,
+    breakdown: BTreeMap<String, BTreeMap<String, f64>>,
+    metrics: Vec<EpochMetrics>,
+    state: TrainState,
+}
+
+const CHECKPOINT_FORMAT: &str = "imcc-checkpoint-1";
+
+fn load_data(d: &DataSet, seed: u64) -> Result<Dataset, String> {
+    let r = match d {
+        DataSet::Digits { test_fraction, dir } => data::load_digits(Path::new(dir), *test_fraction, seed),
+        DataSet::Mnist { dir } => data::load_idx_dir(Path::new(dir), 10),
+        DataSet::Idx { dir, classes } => data::load_idx_dir(Path::new(dir), *classes),
+    };
+    r.map_err(|e| format!("cannot load data: {e}"))
+}
+
+fn lr_at(run: &TrainRun, epoch: u64, epochs: u64) -> f32 {
+    let base = run.optimizer.lr;
+    let lr = match &run.schedule {
+        Schedule::Constant => base,
+        Schedule::Step { every, gamma } => base * gamma.powi((epoch / every) as i32),
+        Schedule::Cosine { min_lr } => {
+            min_lr + 0.5 * (base - min_lr) * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs.max(1) as f64).cos())
+        }
+    };
+    lr as f32
+}
+
+fn batch(x: &ndarray::Array2<f32>, idx: &[usize], input: &[usize]) -> ArrayD<f32> {
+    let rows = x.select(Axis(0), idx);
+    let shape: Vec<usize> = std::iter::once(idx.len()).chain(input.iter().copied()).collect();
+    rows.into_shape_with_order(IxDyn(&shape)).expect("features match the input shape (checked by the compiler)")
+}
+
+fn add_energy(step: &Step, counts: &[MvmCounts], total: &mut f64, by: &mut BTreeMap<String, BTreeMap<String, f64>>) {
+    for (m, c) in step.mvms.iter().zip(counts) {
+        let target = m.target.unwrap_or(Target::Digital(Precision::F32));
+        let b = energy::mvm_energy(&step.hardware, target, c);
+        *total += b.total();
+        let kind = by.entry(m.kind.key().to_string()).or_default();
+        for (k, v) in components(&b) {
+            *kind.entry(k.to_string()).or_default() += v;
+        }
+    }
+}
+
+fn components(b: &Breakdown) -> [(&'static str, f64); 7] {
+    [
+        ("column_evals", b.column_evals),
+        ("adc", b.adc),
+        ("shift_add", b.shift_add),
+        ("array_writes", b.array_writes),
+        ("operand_moves", b.operand_moves),
+        ("digital_macs", b.digital_macs),
+        ("sram", b.sram),
+    ]
+}
+
+fn evaluate(ex: &mut Executor, d: &Dataset, input: &[usize], batch_size: usize) -> Result<f64, String> {
+    let mut correct = 0usize;
+    let n = d.test_y.len();
+    let idx: Vec<usize> = (0..n).collect();
+    for chunk in idx.chunks(batch_size) {
+        let x = batch(&d.test_x, chunk, input);
+        let y: Vec<u8> = chunk.iter().map(|&i| d.test_y[i]).collect();
+        let (_, c) = ex.evaluate(x, &y).map_err(|e| e.to_string())?;
+        correct += c;
+    }
+    Ok(correct as f64 / n.max(1) as f64)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+}
+
+/// Trains one run; returns its metrics.
+pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Options) -> Result<RunMetrics, String> {
+    let mut run = run.clone();
+    if opts.reference {
+        run.reference = true;
+    }
+    if let Some(s) = opts.sigma_lsb {
+        run.hardware.noise.sigma_lsb = s;
+    }
+    let epochs = opts.epochs.unwrap_or(run.epochs);
+    let step = match lower::lower(program, &run, None) {
+        Ok(s) => s,
+        Err(lower::LowerError::Diagnostics(_)) => {
+            return Err(format!("`{}` cannot be lowered; run `imcc check`", run.name));
+        }
+        Err(lower::LowerError::Internal(e)) => return Err(format!("internal compiler error: {e}")),
+    };
+    let input: Vec<usize> = step.value(step.input).shape[1..].to_vec();
+    let d = load_data(&run.data, run.seed)?;
+    let features: usize = input.iter().product();
+    if d.features() != features {
+        return Err(format!(
+            "the data has {} features per sample, the network input {input:?} holds {features}",
+            d.features()
+        ));
+    }
+    let n_train = opts.limit.map_or(d.train_y.len(), |l| l.min(d.train_y.len()));
+    let hyper = Hyper {
+        momentum: run.optimizer.momentum as f32,
+        weight_decay: run.optimizer.weight_decay as f32,
+        nesterov: run.optimizer.nesterov,
+        seed: run.seed,
+        accumulate_fp16: run.accumulate == Precision::Fp16,
+    };
+    let mut ex = Executor::new(step.clone(), hyper).map_err(|e| format!("`{}`: {e}", run.name))?;
+    let policy = if run.reference {
+        "f32 reference".to_string()
+    } else {
+        run.mapping.clone().unwrap_or_else(|| "default".into())
+    };
+
+    let ckpt_path = opts.checkpoint.as_ref().map(|d| d.join(format!("{}.ckpt.json", run.name)));
+    let (mut start, mut samples, mut energy_total, mut breakdown, mut metrics) =
+        (0u64, 0u64, 0.0f64, BTreeMap::new(), Vec::new());
+    if opts.resume {
+        let path = ckpt_path.as_ref().ok_or("--resume needs --checkpoint DIR")?;
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let c: Checkpoint =
+                serde_json::from_str(&text).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))?;
+            if c.format != CHECKPOINT_FORMAT || c.train != run.name {
+                return Err(format!(
+                    "{}: a checkpoint of `{}` ({}), not of `{}`",
+                    path.display(),
+                    c.train,
+                    c.format,
+                    run.name
+                ));
+            }
+            ex.restore(&c.state).map_err(|e| format!("{}: {e}", path.display()))?;
+            (start, samples, energy_total, breakdown, metrics) =
+                (c.epochs_done, c.samples, c.energy, c.breakdown, c.metrics);
+        }
+    }
+    if let Some(dir) = &opts.checkpoint {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+
+    let steps_per_epoch = n_train.div_ceil(run.batch) as u64;
+    let bar = if opts.progress {
+        ProgressBar::new(steps_per_epoch * epochs.saturating_sub(start))
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").expect("template").progress_chars("=> "),
+    );
+    bar.set_prefix(run.name.clone());
+    let t0 = Instant::now();
+    let mut trained_now = 0u64;
+    for epoch in start..epochs {
+        let lr = lr_at(&run, epoch, epochs);
+        let order = data::epoch_order(d.train_y.len(), run.seed, epoch);
+        let order = &order[..n_train];
+        let mut loss_sum = 0.0f64;
+        let mut batches = 0u64;
+        for chunk in order.chunks(run.batch) {
+            let x = batch(&d.train_x, chunk, &input);
+            let y: Vec<u8> = chunk.iter().map(|&i| d.train_y[i]).collect();
+            let loss = ex.train_batch(x, &y, lr).map_err(|e| format!("`{}`: {e}", run.name))?;
+            loss_sum += loss as f64;
+            batches += 1;
+            samples += chunk.len() as u64;
+            trained_now += chunk.len() as u64;
+            add_energy(&step, &ex.take_counts(), &mut energy_total, &mut breakdown);
+            bar.inc(1);
+            let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "epoch {}/{epochs} loss {:.4} {:.0} samples/s {:.3e} J",
+                epoch + 1,
+                loss_sum / batches as f64,
+                rate,
+                energy_total
+            ));
+        }
+        let last = epoch + 1 == epochs;
+        let acc = if (epoch + 1) % run.eval_every == 0 || last {
+            Some(evaluate(&mut ex, &d, &input, run.batch)?)
+        } else {
+            None
+        };
+        ex.take_counts(); // evaluation is not training energy
+        metrics.push(EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / batches.max(1) as f64,
+            test_accuracy: acc,
+            energy_joules: energy_total,
+        });
+        if let Some(path) = &ckpt_path {
+            let c = Checkpoint {
+                format: CHECKPOINT_FORMAT.into(),
+                train: run.name.clone(),
+                epochs_done: epoch + 1,
+                samples,
+                energy: energy_total,
+                breakdown: breakdown.clone(),
+                metrics: metrics.clone(),
+                state: ex.state(),
+            };
+            write_atomic(path, serde_json::to_string(&c).map_err(|e| e.to_string())?.as_bytes())?;
+        }
+    }
+    bar.finish_and_clear();
+    let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let final_acc = metrics.last().and_then(|m| m.test_accuracy).unwrap_or(0.0);
+    Ok(RunMetrics {
+        name: run.name.clone(),
+        policy,
+        epochs: metrics,
+        final_test_accuracy: final_acc,
+        energy_joules_per_sample: if samples > 0 { energy_total / samples as f64 } else { 0.0 },
+        energy_breakdown: breakdown,
+        samples_per_second: rate,
+    })
+}
+
+/// The results table.
+pub fn table(runs: &[RunMetrics]) -> String {
+    let mut out = String::new();
+    let header = ["run", "policy", "test acc", "energy/sample", "forward", "backward", "weight_grad", "samples/s"];
+    let rows: Vec<[String; 8]> = runs
+        .iter()
+        .map(|r| {
+            let kind = |k: &str| {
+                let total: f64 = r.energy_breakdown.get(k).map_or(0.0, |m| m.values().sum());
+                let samples = r.energy_joules_per_sample;
+                if samples > 0.0 {
+                    format!(
+                        "{:.1}%",
+                        100.0 * total / (r.energy_breakdown.values().flat_map(|m| m.values()).sum::<f64>()).max(1e-300)
+                    )
+                } else {
+                    "-".into()
+                }
+            };
+            [
+                r.name.clone(),
+                r.policy.clone(),
+                format!("{:.4}", r.final_test_accuracy),
+                format!("{:.3e} J", r.energy_joules_per_sample),
+                kind(Mvm::Forward.key()),
+                kind(Mvm::Backward.key()),
+                kind(Mvm::WeightGrad.key()),
+                format!("{:.0}", r.samples_per_second),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> =
+        (0..8).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<&str>| {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    out.push_str(&line(header.to_vec()));
+    out.push('\n');
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out.push_str("energy columns: share of the run's MVM energy by MVM kind (digital remainder not yet counted)\n");
+    out
+}
