@@ -44,7 +44,7 @@ impl fmt::Display for ExecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExecError::Sim(e) => write!(f, "{e}"),
-            ExecError::NonFinite { what, step } => write!(f, "{what} is not finite at step {step}"),
+            ExecError::NonFinite { what, step } => write!(f, "non-finite value in {what} at step {step}"),
             ExecError::Invalid(m) => write!(f, "{m}"),
         }
     }
@@ -352,9 +352,10 @@ impl Executor {
         self.gradscale = s.gradscale.clone();
         self.bn_running =
             s.bn_running.iter().map(|(k, (m, v))| (*k, (Array1::from(m.clone()), Array1::from(v.clone())))).collect();
-        let saved = self.counts.clone();
         self.prime()?;
-        self.counts = saved; // re-programming restored arrays is not a training event
+        // Programming the restored arrays is not a training event (the interrupted run counted
+        // its own programming), and neither was the programming of the initial weights.
+        self.take_counts();
         Ok(())
     }
 
@@ -370,11 +371,14 @@ impl Executor {
             }
             Op::QuantizeActivations { format, alpha } => {
                 let x = self.get(input(0))?.matrix();
+                // Quantizers would silently turn NaN into a code: stop instead.
+                self.finite(x.iter(), "the activations entering", &node)?;
                 let a = alpha.map(|p| self.params[p.index()][[0]]);
                 self.set(out(0), quantize_activations(x, format, a));
             }
             Op::QuantizeErrors { format } => {
                 let g = self.get(input(0))?.matrix();
+                self.finite(g.iter(), "the errors leaving", &node)?;
                 let (b, w) = self.quantize_errors(i, g, format);
                 self.set(out(0), b);
                 self.set(out(1), w);
@@ -524,6 +528,19 @@ impl Executor {
             Op::WriteArrays { mvm } => self.write_arrays(*mvm, input(0))?,
         }
         Ok(())
+    }
+
+    fn finite<'a>(
+        &self,
+        mut xs: impl Iterator<Item = &'a f32>,
+        what: &str,
+        node: &crate::ir::Node,
+    ) -> Result<(), ExecError> {
+        if xs.all(|v| v.is_finite()) {
+            return Ok(());
+        }
+        let layer = node.layer.map_or("the network".to_string(), |l| format!("`{}`", self.step.layers[l.index()].name));
+        Err(ExecError::NonFinite { what: format!("{what} {layer}"), step: self.steps })
     }
 
     fn quantize_weights(&mut self, w: &ArrayD<f32>, format: &WeightFormat, p: usize) -> Tensor {

@@ -1,0 +1,137 @@
+//! Training end to end through the command line: determinism, the golden IMC-equals-digital
+//! check, resume, and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn imcc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imcc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("imcc runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("imcc-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).expect("written")).expect("json")
+}
+
+/// A run's metrics without the wall-clock speed, which legitimately varies.
+fn metrics(p: &Path) -> serde_json::Value {
+    let mut v = json(p);
+    for r in v["runs"].as_array_mut().expect("runs") {
+        r.as_object_mut().expect("object").remove("samples_per_second");
+    }
+    v
+}
+
+fn train(dir: &Path, train: &str, extra: &[&str]) -> Output {
+    let m = dir.join("metrics.json");
+    let c = dir.join("ckpt");
+    let mut args = vec![
+        "train",
+        "tests/train/exact.imc",
+        "--train",
+        train,
+        "--limit",
+        "256",
+        "--metrics-json",
+        m.to_str().unwrap(),
+        "--checkpoint",
+        c.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    imcc(&args)
+}
+
+fn state(dir: &Path, name: &str) -> serde_json::Value {
+    json(&dir.join("ckpt").join(format!("{name}.ckpt.json")))["state"].clone()
+}
+
+#[test]
+fn imc_without_noise_or_adc_loss_is_bit_identical_to_digital() {
+    let (a, b) = (scratch("imc"), scratch("dig"));
+    ok(&train(&a, "imc_exact", &[]));
+    ok(&train(&b, "digital", &[]));
+    let (sa, sb) = (state(&a, "imc_exact"), state(&b, "digital"));
+    assert!(sa["params"] == sb["params"], "master weights differ after two epochs");
+    let (ma, mb) = (metrics(&a.join("metrics.json")), metrics(&b.join("metrics.json")));
+    assert_eq!(ma["runs"][0]["epochs"][1]["train_loss"], mb["runs"][0]["epochs"][1]["train_loss"]);
+    assert_eq!(ma["runs"][0]["final_test_accuracy"], mb["runs"][0]["final_test_accuracy"]);
+}
+
+#[test]
+fn the_noisy_chip_differs_from_digital_but_trains() {
+    let (a, b) = (scratch("noisy"), scratch("dig2"));
+    ok(&train(&a, "imc_noisy", &[]));
+    ok(&train(&b, "digital", &[]));
+    assert_ne!(state(&a, "imc_noisy")["params"], state(&b, "digital")["params"]);
+    let acc = metrics(&a.join("metrics.json"))["runs"][0]["final_test_accuracy"].as_f64().expect("accuracy");
+    assert!(acc > 0.6, "trains on 256 samples for 2 epochs: {acc}");
+}
+
+#[test]
+fn same_seed_same_result() {
+    let (a, b) = (scratch("det1"), scratch("det2"));
+    ok(&train(&a, "imc_noisy", &["--epochs", "1"]));
+    ok(&train(&b, "imc_noisy", &["--epochs", "1"]));
+    assert!(metrics(&a.join("metrics.json")) == metrics(&b.join("metrics.json")), "metrics differ run to run");
+    assert!(state(&a, "imc_noisy") == state(&b, "imc_noisy"), "weights differ run to run");
+}
+
+#[test]
+fn resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+    let (a, b) = (scratch("full"), scratch("resumed"));
+    ok(&train(&a, "imc_noisy", &["--epochs", "2"]));
+    ok(&train(&b, "imc_noisy", &["--epochs", "1"]));
+    ok(&train(&b, "imc_noisy", &["--epochs", "2", "--resume"]));
+    assert!(state(&a, "imc_noisy") == state(&b, "imc_noisy"), "resumed state differs");
+    assert!(metrics(&a.join("metrics.json")) == metrics(&b.join("metrics.json")), "resumed metrics differ");
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_step() {
+    use imcc_compiler::loader::MemLoader;
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/train/exact.imc")).expect("fixture");
+    let comp = imcc_compiler::compile(Path::new("exact.imc"), "exact.imc", &src, &MemLoader::default());
+    let program = comp.program.expect("checks");
+    let run = program.trains.iter().find(|r| r.name == "imc_noisy").expect("run");
+    let step = imcc_compiler::lower::lower(&program, run, None).expect("lowers");
+    let hyper = imcc_runtime::exec::Hyper {
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: false,
+        seed: 1,
+        accumulate_fp16: false,
+    };
+    let mut ex = imcc_runtime::exec::Executor::new(step, hyper).expect("executor");
+    let x = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[4, 64]), 0.5f32);
+    ex.train_batch(x.clone(), &[1, 2, 3, 4], 0.1).expect("a good step");
+    let mut bad = x;
+    bad[[2, 7]] = f32::NAN;
+    let err = ex.train_batch(bad, &[1, 2, 3, 4], 0.1).expect_err("NaN input").to_string();
+    assert_eq!(err, "non-finite value in the activations entering `fc1` at step 1");
+}
+
+#[test]
+fn missing_data_is_a_clear_error() {
+    let dir = scratch("nodata");
+    let f = dir.join("m.imc");
+    std::fs::write(&f, "network n { input = [784]; fc: dense(10); loss: softmax_cross_entropy; }\ntrain t { network = n; data = mnist(dir = \"/no/such/dir\"); }\n").expect("write");
+    let out = imcc(&["train", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/dir/train-images-idx3-ubyte: no such file"), "{err}");
+}
