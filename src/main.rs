@@ -59,6 +59,15 @@ enum Command {
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     Reference,
+    /// Measure training speed: samples/s of each train block (one pass over `--samples`
+    /// samples, no evaluation), with the ratio to the f32 reference of the first run, in one run.
+    Bench {
+        /// The file.
+        file: PathBuf,
+        /// Training samples per run.
+        #[arg(long, default_value_t = 1280)]
+        samples: usize,
+    },
     /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
     Train {
         /// The file.
@@ -165,9 +174,11 @@ fn main() -> ExitCode {
                 checkpoint,
                 resume,
                 progress: std::io::stderr().is_terminal(),
+                eval: true,
             };
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
+        Command::Bench { file, samples } => bench_cmd(&file, samples),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
@@ -334,6 +345,60 @@ fn train_cmd(
         if let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap_or_default()) {
             eprintln!("error: cannot write {}: {e}", p.display());
             return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn bench_cmd(path: &std::path::Path, samples: usize) -> ExitCode {
+    let shown = path.display().to_string();
+    let text = match read_source(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read `{shown}`: {}", e.0);
+            return ExitCode::from(2);
+        }
+    };
+    let (comp, _) = match compile_and_lower(path, &shown, &text, None) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(101);
+        }
+    };
+    let Some(program) = &comp.program else {
+        for d in &comp.diagnostics {
+            eprint!("{}", render::human(&comp.sources, d, use_color(ColorChoice::Auto)));
+        }
+        return ExitCode::from(1);
+    };
+    let opts = train::Options {
+        epochs: Some(1),
+        reference: false,
+        sigma_lsb: None,
+        limit: Some(samples),
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        eval: false,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("training speed, {samples} samples per run, {threads} threads available");
+    println!("{:<16} {:<16} {:>12} {:>14}", "run", "policy", "samples/s", "vs reference");
+    let mut reference = None;
+    for run in &program.trains {
+        match train::run(program, run, &opts) {
+            Ok(m) => {
+                if run.reference && reference.is_none() {
+                    reference = Some(m.samples_per_second);
+                }
+                let ratio = reference.map_or("-".to_string(), |r| format!("{:.3}x", m.samples_per_second / r));
+                println!("{:<16} {:<16} {:>12.0} {:>14}", m.name, m.policy, m.samples_per_second, ratio);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
     ExitCode::SUCCESS

@@ -31,6 +31,8 @@ pub struct Options {
     pub resume: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Evaluate on the test set (off for speed measurements).
+    pub eval: bool,
 }
 
 /// One epoch's metrics.
@@ -258,7 +260,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
             ));
         }
         let last = epoch + 1 == epochs;
-        let acc = if (epoch + 1) % run.eval_every == 0 || last {
+        let acc = if ((epoch + 1) % run.eval_every == 0 || last) && opts.eval {
             Some(evaluate(&mut ex, &d, &input, run.batch)?)
         } else {
             None

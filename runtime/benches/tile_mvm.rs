@@ -99,9 +99,12 @@ fn main() {
     let wt = w.t().as_standard_layout().to_owned();
 
     let hw = chip();
-    println!("tile simulator vs f32 GEMM of the same shape (median of 31 runs, one thread)");
+    println!("tile simulator vs f32 GEMM of the same shape (median of 31 runs; the GEMM on one thread)");
     println!("popcount kernel: {:?}", kernel::detect());
-    for path in [kernel::detect(), kernel::KernelPath::Portable] {
+    let cases = [(kernel::detect(), 1usize), (kernel::detect(), 2), (kernel::KernelPath::Portable, 1)];
+    for (path, threads) in cases {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+        pool.install(|| {
         let mut tile = Tile::new(&hw).expect("chip").with_kernel(path);
         let mut ev = Events::default();
         let fwd = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 1, &mut ev).expect("program");
@@ -127,7 +130,7 @@ fn main() {
         let df = d.clone();
         let wf = w.mapv(|v| v as f32);
         let g_bwd = gemm(df.view(), wf.view());
-        println!("\n[{path:?} kernel]");
+        println!("\n[{path:?} kernel, simulator on {threads} thread{}]", if threads == 1 { "" } else { "s" });
         println!(
             "forward  INT4xINT4 784x256 b64: sim {:.3} ms, f32 GEMM {:.3} ms, ratio {:.2}x ({} conversions, {:.1} ns each)",
             t_fwd * 1e3,
@@ -144,5 +147,6 @@ fn main() {
             ev_b.conversions,
             ev_b.skipped_planes
         );
+        });
     }
 }

@@ -85,6 +85,8 @@ struct Meta {
     off: u32,
     len: u32,
     lo: u32,
+    /// Offset of the row's alias table (`len + 1` buckets) in `alias_prob` / `alias_to`.
+    alias_off: u32,
 }
 
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
@@ -99,6 +101,10 @@ pub(crate) struct CodeTable {
     dev: Vec<u32>,
     meta: Vec<Meta>,
     cum: Vec<u32>,
+    /// Walker alias tables of the rows: accept bucket `k` when the low 32 bits of a draw are
+    /// below `alias_prob`, else take `alias_to`.
+    alias_prob: Vec<u64>,
+    alias_to: Vec<u32>,
 }
 
 /// Reused per-block buffers.
@@ -118,6 +124,8 @@ impl CodeTable {
             dev: vec![0; n],
             meta: vec![Meta::default(); n],
             cum: Vec::new(),
+            alias_prob: Vec::new(),
+            alias_to: Vec::new(),
         }
     }
 
@@ -138,7 +146,7 @@ impl CodeTable {
             let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
             self.mode[i] = code;
             self.dev[i] = 0;
-            self.meta[i] = Meta { base: code, off: 0, len: 0, lo: 0 };
+            self.meta[i] = Meta { base: code, off: 0, len: 0, lo: 0, alias_off: 0 };
             return;
         }
         let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
@@ -168,8 +176,50 @@ impl CodeTable {
         let (a, b) = edges(mode_k);
         self.mode[i] = (base + mode_k as i64) as i32;
         self.dev[i] = ((1u64 << 32) - (b - a)) as u32;
-        self.meta[i] = Meta { base: base as i32, off: self.cum.len() as u32, len: cum.len() as u32, lo: a as u32 };
+        let alias_off = self.alias_prob.len() as u32;
+        self.build_alias(&cum);
+        self.meta[i] =
+            Meta { base: base as i32, off: self.cum.len() as u32, len: cum.len() as u32, lo: a as u32, alias_off };
         self.cum.extend_from_slice(&cum);
+    }
+
+    /// Appends the Walker alias table of the code distribution given by thresholds `cum`
+    /// (Vose's construction in integers: bucket capacity 2³², weights scaled by the bucket
+    /// count, so the table reproduces the 32-bit probabilities).
+    fn build_alias(&mut self, cum: &[u32]) {
+        let n = cum.len() + 1;
+        let cap = 1u64 << 32;
+        let width = |k: usize| -> u64 {
+            let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
+            let b = if k == cum.len() { cap } else { cum[k] as u64 };
+            b - a
+        };
+        let mut scaled: Vec<u64> = (0..n).map(|k| width(k) * n as u64).collect();
+        let mut prob = vec![cap; n];
+        let mut to: Vec<u32> = (0..n as u32).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&k| scaled[k] < cap);
+        while let (Some(l), Some(&g)) = (small.pop(), large.last()) {
+            prob[l] = scaled[l];
+            to[l] = g as u32;
+            scaled[g] -= cap - scaled[l];
+            if scaled[g] < cap {
+                large.pop();
+                small.push(g);
+            }
+        }
+        self.alias_prob.extend_from_slice(&prob);
+        self.alias_to.extend_from_slice(&to);
+    }
+
+    /// A code of row `i` from one 64-bit draw, through its alias table.
+    #[inline]
+    fn alias_code(&self, i: usize, r: u64) -> i32 {
+        let m = self.meta[i];
+        let n = m.len as u64 + 1;
+        let k = (((r >> 32) * n) >> 32) as usize;
+        let at = m.alias_off as usize + k;
+        let pick = if (r & 0xffff_ffff) < self.alias_prob[at] { k } else { self.alias_to[at] as usize };
+        m.base + pick as i32
     }
 
     /// The code for draw `r` (a 32-bit uniform) at index `i`.
@@ -214,7 +264,13 @@ impl CodeTable {
         }
         for &j in &scratch.common[..n_common] {
             let i = idx[j as usize] as usize;
-            let code = self.code_for(i, rng.next_u32() as u64);
+            // Few possible codes: compare one 32-bit draw with the thresholds; many (wide noise
+            // in LSB, after a narrow range): one 64-bit draw through the alias table.
+            let code = if self.meta[i].len <= 4 {
+                self.code_for(i, rng.next_u32() as u64)
+            } else {
+                self.alias_code(i, rng.next_u64())
+            };
             acc[j as usize] += weight * (code - self.mode[i]) as i64;
         }
         if q_dev == 0 {

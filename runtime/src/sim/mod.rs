@@ -29,8 +29,11 @@ use adc::{CodeTable, Converter};
 use input::Schedule;
 use kernel::KernelPath;
 use ndarray::Array2;
+use ndarray::Axis;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
 /// A rejected parameter or operand. The simulator never panics on bad input.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +103,15 @@ impl PlaneStats {
         self.max[plane] = self.max[plane].max(m as f64);
     }
 
+    fn merge(&mut self, o: &PlaneStats) {
+        for p in 0..self.count.len().min(o.count.len()) {
+            self.count[p] += o.count[p];
+            self.sum[p] += o.sum[p];
+            self.sum_sq[p] += o.sum_sq[p];
+            self.max[p] = self.max[p].max(o.max[p]);
+        }
+    }
+
     fn record_reals(&mut self, plane: usize, v: &[f64]) {
         self.count[plane] += v.len() as u64;
         for &x in v {
@@ -114,8 +126,12 @@ impl PlaneStats {
 pub struct Tile {
     hw: HardwareConfig,
     path: KernelPath,
-    tables: HashMap<[u64; 4], CodeTable>,
+    /// ADC code tables per worker thread.
+    tables: Vec<Mutex<HashMap<[u64; 4], CodeTable>>>,
 }
+
+/// Input vectors per parallel task (fixed, so results do not depend on the thread count).
+const ROW_CHUNK: usize = 8;
 
 impl fmt::Debug for Tile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -153,7 +169,12 @@ impl Tile {
         {
             return bad(format!("ADC gains must be a non-empty list of positive numbers, not {g:?}"));
         }
-        Ok(Tile { hw: hw.clone(), path: kernel::detect(), tables: HashMap::new() })
+        let workers = rayon::current_num_threads().max(1);
+        Ok(Tile {
+            hw: hw.clone(),
+            path: kernel::detect(),
+            tables: (0..workers).map(|_| Mutex::new(HashMap::new())).collect(),
+        })
     }
 
     /// Forces a popcount kernel (for differential tests and benchmarks); results are identical.
@@ -266,118 +287,152 @@ impl Tile {
         }
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
         let mut out = Array2::<f64>::zeros((n, outputs));
-        let mut masks = vec![0u64; sched.masks * words];
-        let mut counts = vec![0u32; outputs];
-        let mut sums = vec![0i64; outputs];
-        let mut idx = vec![0u32; outputs];
-        let mut acc = vec![0i64; outputs];
-        let mut real_sums = vec![0f64; outputs];
         let exact = sched.exact_levels && w.gain.is_empty();
         let hw = &self.hw;
         let full_rows = hw.rows as f64;
-        let mut scratch = adc::Scratch::default();
-        stats.reset(sched.planes);
-
-        for row in 0..n {
-            let mut rng = noise::stream(seed, row as u64);
-            let out_row = out.row_mut(row).into_slice().expect("standard layout");
-            for t in 0..w.row_tiles() {
-                let rows_here = w.rows_in(t);
-                sched.fill_masks(x, row, t * w.tile_rows, rows_here, words, &mut masks)?;
-                let noise_rows = match hw.noise.scaling {
-                    NoiseScaling::PhysicalRows => full_rows,
-                    NoiseScaling::DrivenRows => rows_here as f64,
-                };
-                for g in &sched.groups {
-                    let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
-                    let driven: u64 =
-                        g.terms.iter().map(|tm| mask_of(tm).iter().map(|x| x.count_ones() as u64).sum::<u64>()).sum();
-                    let conversions = (outputs * bits) as u64;
-                    if driven == 0 && hw.skip_empty_planes {
-                        ev.skipped_planes += 1;
-                        ev.skipped_conversions += conversions;
-                        continue;
-                    }
-                    ev.conversions += conversions;
-                    ev.column_evals += conversions;
-                    ev.shift_adds += conversions;
-                    ev.input_bits += driven;
-                    let conv = Converter::new(
-                        hw.adc.bits,
-                        hw.adc.zero,
-                        hw.noise.sigma_lsb,
-                        full_rows,
-                        noise_rows,
-                        g.level_max,
-                        gain_of[g.plane],
-                    );
-                    let plane_scale = g.weight * conv.lsb;
-                    if exact {
-                        let key = [
-                            conv.lsb.to_bits(),
-                            conv.sigma_counts.to_bits(),
-                            conv.cmin as u64,
-                            (rows_here as u64) << 32 | u64::from(g.signed_sum),
-                        ];
-                        let vmax = (rows_here as f64 * g.level_max) as i64;
-                        let vmin = if g.signed_sum { -vmax } else { 0 };
-                        let table = self.tables.entry(key).or_insert_with(|| CodeTable::new(conv, vmin, vmax));
-                        // Codes accumulate exactly as integers over the weight bits (the
-                        // near-memory shift-and-add); the plane's scale is applied once.
-                        acc.fill(0);
-                        let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
-                        for m in 0..bits {
-                            let planes =
-                                &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
-                            if single {
-                                idx.fill(0);
-                                kernel::accumulate(self.path, mask_of(&g.terms[0]), planes, outputs, &mut idx);
+        let path = self.path;
+        let caches = &self.tables;
+        // Input vectors are independent (each has its own noise stream), so fixed chunks of
+        // them run in parallel; events and statistics are merged in chunk order, so the result
+        // does not depend on the number of threads. Each worker thread keeps its own lazily
+        // built ADC tables (their contents are a pure function of the key).
+        let chunk_results: Vec<Result<(Events, PlaneStats), SimError>> = out
+            .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
+            .into_par_iter()
+            .enumerate()
+            .map(|(ci, mut chunk)| {
+                let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
+                let mut guard = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
+                let tables = &mut *guard;
+                let mut ev = Events::default();
+                let mut stats = PlaneStats::default();
+                stats.reset(sched.planes);
+                let mut masks = vec![0u64; sched.masks * words];
+                let mut counts = vec![0u32; outputs];
+                let mut sums = vec![0i64; outputs];
+                let mut idx = vec![0u32; outputs];
+                let mut acc = vec![0i64; outputs];
+                let mut real_sums = vec![0f64; outputs];
+                let mut scratch = adc::Scratch::default();
+                for (r, out_row) in chunk.rows_mut().into_iter().enumerate() {
+                    let row = ci * ROW_CHUNK + r;
+                    let mut rng = noise::stream(seed, row as u64);
+                    let out_row = out_row.into_slice().expect("standard layout");
+                    for t in 0..w.row_tiles() {
+                        let rows_here = w.rows_in(t);
+                        sched.fill_masks(x, row, t * w.tile_rows, rows_here, words, &mut masks)?;
+                        let noise_rows = match hw.noise.scaling {
+                            NoiseScaling::PhysicalRows => full_rows,
+                            NoiseScaling::DrivenRows => rows_here as f64,
+                        };
+                        for g in &sched.groups {
+                            let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
+                            let driven: u64 = g
+                                .terms
+                                .iter()
+                                .map(|tm| mask_of(tm).iter().map(|x| x.count_ones() as u64).sum::<u64>())
+                                .sum();
+                            let conversions = (outputs * bits) as u64;
+                            if driven == 0 && hw.skip_empty_planes {
+                                ev.skipped_planes += 1;
+                                ev.skipped_conversions += conversions;
+                                continue;
+                            }
+                            ev.conversions += conversions;
+                            ev.column_evals += conversions;
+                            ev.shift_adds += conversions;
+                            ev.input_bits += driven;
+                            let conv = Converter::new(
+                                hw.adc.bits,
+                                hw.adc.zero,
+                                hw.noise.sigma_lsb,
+                                full_rows,
+                                noise_rows,
+                                g.level_max,
+                                gain_of[g.plane],
+                            );
+                            let plane_scale = g.weight * conv.lsb;
+                            if exact {
+                                let key = [
+                                    conv.lsb.to_bits(),
+                                    conv.sigma_counts.to_bits(),
+                                    conv.cmin as u64,
+                                    (rows_here as u64) << 32 | u64::from(g.signed_sum),
+                                ];
+                                let vmax = (rows_here as f64 * g.level_max) as i64;
+                                let vmin = if g.signed_sum { -vmax } else { 0 };
+                                let table = tables.entry(key).or_insert_with(|| CodeTable::new(conv, vmin, vmax));
+                                // Codes accumulate exactly as integers over the weight bits (the
+                                // near-memory shift-and-add); the plane's scale is applied once.
+                                acc.fill(0);
+                                let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
+                                for m in 0..bits {
+                                    let planes = &w.planes
+                                        [((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
+                                    if single {
+                                        idx.fill(0);
+                                        kernel::accumulate(path, mask_of(&g.terms[0]), planes, outputs, &mut idx);
+                                    } else {
+                                        sums.fill(0);
+                                        for tm in &g.terms {
+                                            counts.fill(0);
+                                            kernel::accumulate(path, mask_of(tm), planes, outputs, &mut counts);
+                                            for (s, &c) in sums.iter_mut().zip(&counts) {
+                                                *s += tm.level * c as i64;
+                                            }
+                                        }
+                                        for (i, &s) in idx.iter_mut().zip(&sums) {
+                                            *i = table.index(s);
+                                        }
+                                    }
+                                    table.convert_block(
+                                        &idx,
+                                        w.bit_weight_int(m as u32),
+                                        &mut acc,
+                                        &mut rng,
+                                        &mut scratch,
+                                    );
+                                    stats.record_indices(g.plane, &idx, vmin);
+                                }
+                                for (o, &a) in out_row.iter_mut().zip(&acc) {
+                                    *o += plane_scale * a as f64;
+                                }
                             } else {
-                                sums.fill(0);
-                                for tm in &g.terms {
-                                    counts.fill(0);
-                                    kernel::accumulate(self.path, mask_of(tm), planes, outputs, &mut counts);
-                                    for (s, &c) in sums.iter_mut().zip(&counts) {
-                                        *s += tm.level * c as i64;
+                                for m in 0..bits {
+                                    let planes = &w.planes
+                                        [((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
+                                    real_sums.fill(0.0);
+                                    for tm in &g.terms {
+                                        counts.fill(0);
+                                        kernel::accumulate(path, mask_of(tm), planes, outputs, &mut counts);
+                                        for (s, &c) in real_sums.iter_mut().zip(&counts) {
+                                            *s += tm.level_actual * c as f64;
+                                        }
+                                    }
+                                    let gains = if w.gain.is_empty() {
+                                        None
+                                    } else {
+                                        Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
+                                    };
+                                    let scale = plane_scale * w.bit_weight(m as u32);
+                                    stats.record_reals(g.plane, &real_sums);
+                                    for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
+                                        let v = gains.map_or(v, |gs| v * gs[j] as f64);
+                                        *o += scale * conv.sample_direct(v, &mut rng) as f64;
                                     }
                                 }
-                                for (i, &s) in idx.iter_mut().zip(&sums) {
-                                    *i = table.index(s);
-                                }
-                            }
-                            table.convert_block(&idx, w.bit_weight_int(m as u32), &mut acc, &mut rng, &mut scratch);
-                            stats.record_indices(g.plane, &idx, vmin);
-                        }
-                        for (o, &a) in out_row.iter_mut().zip(&acc) {
-                            *o += plane_scale * a as f64;
-                        }
-                    } else {
-                        for m in 0..bits {
-                            let planes =
-                                &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
-                            real_sums.fill(0.0);
-                            for tm in &g.terms {
-                                counts.fill(0);
-                                kernel::accumulate(self.path, mask_of(tm), planes, outputs, &mut counts);
-                                for (s, &c) in real_sums.iter_mut().zip(&counts) {
-                                    *s += tm.level_actual * c as f64;
-                                }
-                            }
-                            let gains = if w.gain.is_empty() {
-                                None
-                            } else {
-                                Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
-                            };
-                            let scale = plane_scale * w.bit_weight(m as u32);
-                            stats.record_reals(g.plane, &real_sums);
-                            for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
-                                let v = gains.map_or(v, |gs| v * gs[j] as f64);
-                                *o += scale * conv.sample_direct(v, &mut rng) as f64;
                             }
                         }
                     }
                 }
-            }
+                Ok((ev, stats))
+            })
+            .collect();
+        stats.reset(sched.planes);
+        for res in chunk_results {
+            let (e, st) = res?;
+            *ev += e;
+            stats.merge(&st);
         }
         Ok(out)
     }
