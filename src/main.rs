@@ -222,15 +222,55 @@ fn compile_and_lower(
     Ok((comp, steps))
 }
 
+/// Reads, checks and lowers `path`, printing its diagnostics. `Err` carries the exit status
+/// when it cannot go on: 2 for I/O, 1 for errors in the program, 101 for a compiler bug.
+fn load_checked(
+    path: &std::path::Path,
+    after: Option<&str>,
+    color: bool,
+) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), ExitCode> {
+    let shown = path.display().to_string();
+    let text = read_source(path).map_err(|e| {
+        eprintln!("error: cannot read `{shown}`: {}", e.0);
+        ExitCode::from(2)
+    })?;
+    let (comp, steps) = compile_and_lower(path, &shown, &text, after).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(101)
+    })?;
+    for d in &comp.diagnostics {
+        eprint!("{}", render::human(&comp.sources, d, color));
+    }
+    if comp.has_errors() {
+        eprintln!("error: `{shown}` failed to check");
+        return Err(ExitCode::from(1));
+    }
+    Ok((comp, steps))
+}
+
+/// The train blocks named `only` (all when `None`), or a usage error listing them.
+fn select<'a, T>(
+    items: &'a [T],
+    name: impl Fn(&T) -> &str,
+    only: Option<&str>,
+    shown: &str,
+) -> Result<Vec<&'a T>, ExitCode> {
+    let chosen: Vec<&T> = items.iter().filter(|t| only.is_none_or(|o| name(t) == o)).collect();
+    if chosen.is_empty() {
+        let names: Vec<&str> = items.iter().map(&name).collect();
+        match only {
+            Some(t) => {
+                eprintln!("error: `{shown}` has no train block `{t}`; its train blocks are: {}", names.join(", "))
+            }
+            None => eprintln!("error: `{shown}` has no train block"),
+        }
+        return Err(ExitCode::from(2));
+    }
+    Ok(chosen)
+}
+
 fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Option<&str>, color: bool) -> ExitCode {
     let shown = path.display().to_string();
-    let text = match read_source(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read `{shown}`: {}", e.0);
-            return ExitCode::from(2);
-        }
-    };
     if let Some(a) = after
         && !lower::PASSES.contains(&a)
     {
@@ -238,35 +278,25 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
         return ExitCode::from(2);
     }
     if emit == Emit::Ast {
-        let (file, _) = imcc_compiler::syntax::parse(imcc_compiler::span::FileId(0), &text);
-        println!("{file:#?}");
-        return ExitCode::SUCCESS;
-    }
-    let (comp, steps) = match compile_and_lower(path, &shown, &text, after) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(101);
-        }
-    };
-    for d in &comp.diagnostics {
-        eprint!("{}", render::human(&comp.sources, d, color));
-    }
-    if comp.has_errors() {
-        eprintln!("error: `{shown}` failed to check");
-        return ExitCode::from(1);
-    }
-    let selected: Vec<&imcc_runtime::ir::Step> = steps.iter().filter(|s| train.is_none_or(|t| s.name == t)).collect();
-    if selected.is_empty() {
-        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-        match train {
-            Some(t) => {
-                eprintln!("error: `{shown}` has no train block `{t}`; its train blocks are: {}", names.join(", "))
+        return match read_source(path) {
+            Ok(text) => {
+                println!("{:#?}", imcc_compiler::syntax::parse(imcc_compiler::span::FileId(0), &text).0);
+                ExitCode::SUCCESS
             }
-            None => eprintln!("error: `{shown}` has no train block to lower"),
-        }
-        return ExitCode::from(2);
+            Err(e) => {
+                eprintln!("error: cannot read `{shown}`: {}", e.0);
+                ExitCode::from(2)
+            }
+        };
     }
+    let (_, steps) = match load_checked(path, after, color) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let selected = match select(&steps, |s| s.name.as_str(), train, &shown) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     for (i, step) in selected.iter().enumerate() {
         if i > 0 && emit != Emit::Json {
             println!();
@@ -274,9 +304,13 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
         match emit {
             Emit::Ir => print!("{}", imcc_runtime::ir::text::print(step)),
             Emit::Mapping => print!("{}", imcc_runtime::ir::text::mapping_summary(step)),
-            Emit::Json => {
-                println!("{}", serde_json::to_string(step).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
-            }
+            Emit::Json => match serde_json::to_string(step) {
+                Ok(j) => println!("{j}"),
+                Err(e) => {
+                    eprintln!("error: cannot serialize the IR: {e}");
+                    return ExitCode::from(101);
+                }
+            },
             Emit::Ast => unreachable!("handled above"),
         }
     }
@@ -290,38 +324,15 @@ fn train_cmd(
     metrics: Option<&std::path::Path>,
 ) -> ExitCode {
     let shown = path.display().to_string();
-    let text = match read_source(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read `{shown}`: {}", e.0);
-            return ExitCode::from(2);
-        }
-    };
-    let color = use_color(ColorChoice::Auto);
-    let (comp, _) = match compile_and_lower(path, &shown, &text, None) {
+    let (comp, _) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(101);
-        }
+        Err(code) => return code,
     };
-    for d in &comp.diagnostics {
-        eprint!("{}", render::human(&comp.sources, d, color));
-    }
-    let Some(program) = &comp.program else {
-        eprintln!("error: `{shown}` failed to check");
-        return ExitCode::from(1);
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
+    let runs = match select(&program.trains, |r| r.name.as_str(), only, &shown) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let runs: Vec<_> = program.trains.iter().filter(|r| only.is_none_or(|t| r.name == t)).collect();
-    if runs.is_empty() {
-        let names: Vec<&str> = program.trains.iter().map(|r| r.name.as_str()).collect();
-        eprintln!(
-            "error: `{shown}` has no train block{}; its train blocks are: {}",
-            only.map(|t| format!(" `{t}`")).unwrap_or_default(),
-            names.join(", ")
-        );
-        return ExitCode::from(2);
-    }
     let mut results = Vec::new();
     for run in runs {
         match train::run(program, run, opts) {
@@ -351,27 +362,11 @@ fn train_cmd(
 }
 
 fn bench_cmd(path: &std::path::Path, samples: usize) -> ExitCode {
-    let shown = path.display().to_string();
-    let text = match read_source(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read `{shown}`: {}", e.0);
-            return ExitCode::from(2);
-        }
-    };
-    let (comp, _) = match compile_and_lower(path, &shown, &text, None) {
+    let (comp, _) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(101);
-        }
+        Err(code) => return code,
     };
-    let Some(program) = &comp.program else {
-        for d in &comp.diagnostics {
-            eprint!("{}", render::human(&comp.sources, d, use_color(ColorChoice::Auto)));
-        }
-        return ExitCode::from(1);
-    };
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
     let opts = train::Options {
         epochs: Some(1),
         reference: false,
@@ -386,20 +381,24 @@ fn bench_cmd(path: &std::path::Path, samples: usize) -> ExitCode {
     println!("training speed, {samples} samples per run, {threads} threads available");
     println!("{:<16} {:<16} {:>12} {:>14}", "run", "policy", "samples/s", "vs reference");
     let mut reference = None;
+    let mut rows = Vec::new();
     for run in &program.trains {
         match train::run(program, run, &opts) {
             Ok(m) => {
                 if run.reference && reference.is_none() {
                     reference = Some(m.samples_per_second);
                 }
-                let ratio = reference.map_or("-".to_string(), |r| format!("{:.3}x", m.samples_per_second / r));
-                println!("{:<16} {:<16} {:>12.0} {:>14}", m.name, m.policy, m.samples_per_second, ratio);
+                rows.push(m);
             }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(1);
             }
         }
+    }
+    for m in rows {
+        let ratio = reference.map_or("-".to_string(), |r| format!("{:.3}x", m.samples_per_second / r));
+        println!("{:<16} {:<16} {:>12.0} {:>14}", m.name, m.policy, m.samples_per_second, ratio);
     }
     ExitCode::SUCCESS
 }

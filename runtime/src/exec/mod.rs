@@ -94,36 +94,11 @@ pub struct TrainState {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MvmCounts {
     /// Simulator events (IMC).
-    pub events: EventsSer,
+    pub events: Events,
     /// Digital multiply-accumulates.
     pub digital_macs: u64,
     /// Calls.
     pub calls: u64,
-}
-
-/// [`Events`] with serde support.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct EventsSer {
-    pub column_evals: u64,
-    pub conversions: u64,
-    pub shift_adds: u64,
-    pub skipped_planes: u64,
-    pub skipped_conversions: u64,
-    pub bits_written: u64,
-    pub input_bits: u64,
-}
-
-impl EventsSer {
-    fn add(&mut self, e: &Events) {
-        self.column_evals += e.column_evals;
-        self.conversions += e.conversions;
-        self.shift_adds += e.shift_adds;
-        self.skipped_planes += e.skipped_planes;
-        self.skipped_conversions += e.skipped_conversions;
-        self.bits_written += e.bits_written;
-        self.input_bits += e.input_bits;
-    }
 }
 
 /// Runs a step.
@@ -624,7 +599,7 @@ impl Executor {
         };
         let mut ev = Events::default();
         let p = tile.program(&StoredMatrix { codes: stored.view(), bits, signed }, m.0 as u64, &mut ev)?;
-        self.counts[m.index()].events.add(&ev);
+        self.counts[m.index()].events += ev;
         self.programmed[m.index()] = Some(p);
         Ok(())
     }
@@ -688,7 +663,7 @@ impl Executor {
                 for (k, r) in running.iter_mut().enumerate() {
                     r.update(&stats, k, momentum);
                 }
-                counts.events.add(&ev);
+                counts.events += ev;
                 let scale = sq.scale as f64 * xq.scale as f64;
                 y.mapv(|v| (v * scale) as f32)
             }
@@ -733,18 +708,7 @@ impl Executor {
                 let x = self.get(inputs[0])?.data.clone();
                 let g = g.into_shape_with_order(x.raw_dim()).map_err(|e| ExecError::Invalid(e.to_string()))?;
                 let gx = match (format, alpha) {
-                    (ActivationFormat::Int4Pact { .. }, Some(p)) => {
-                        let a = self.params[p.index()][[0]];
-                        let mut ga = 0.0f32;
-                        let gx = ndarray::Zip::from(&x).and(&g).map_collect(|&xv, &gv| {
-                            if xv >= a {
-                                ga += gv;
-                            }
-                            if (0.0..a).contains(&xv) { gv } else { 0.0 }
-                        });
-                        self.grads[p.index()][[0]] += ga;
-                        gx
-                    }
+                    (ActivationFormat::Int4Pact { .. }, Some(p)) => self.pact_grad(*p, &x, &g),
                     (ActivationFormat::Int4Pact { alpha: a, .. }, None) => {
                         let a = *a as f32;
                         ndarray::Zip::from(&x)
@@ -761,16 +725,8 @@ impl Executor {
                 self.set(outputs[0], Tensor::f32(gx));
             }
             Op::Pact { alpha } => {
-                let a = self.params[alpha.index()][[0]];
                 let x = self.get(inputs[0])?.data.clone();
-                let mut ga = 0.0f32;
-                let gx = ndarray::Zip::from(&x).and(&g).map_collect(|&xv, &gv| {
-                    if xv >= a {
-                        ga += gv;
-                    }
-                    if (0.0..a).contains(&xv) { gv } else { 0.0 }
-                });
-                self.grads[alpha.index()][[0]] += ga;
+                let gx = self.pact_grad(*alpha, &x, &g);
                 self.set(outputs[0], Tensor::f32(gx));
             }
             Op::BiasAdd { param } => {
@@ -831,6 +787,21 @@ impl Executor {
             other => return Err(ExecError::Invalid(format!("no backward for {other:?}"))),
         }
         Ok(())
+    }
+
+    /// PACT's straight-through gradients: `g` inside `[0, alpha)`, and the alpha gradient
+    /// (summed over `x >= alpha`) accumulated into the parameter's gradient.
+    fn pact_grad(&mut self, alpha: crate::ir::ParamId, x: &ArrayD<f32>, g: &ArrayD<f32>) -> ArrayD<f32> {
+        let a = self.params[alpha.index()][[0]];
+        let mut ga = 0.0f32;
+        let gx = ndarray::Zip::from(x).and(g).map_collect(|&xv, &gv| {
+            if xv >= a {
+                ga += gv;
+            }
+            if (0.0..a).contains(&xv) { gv } else { 0.0 }
+        });
+        self.grads[alpha.index()][[0]] += ga;
+        gx
     }
 
     fn sgd(&mut self, p: usize, grad: ArrayD<f32>, lr: f32) -> Result<(), ExecError> {

@@ -1,10 +1,10 @@
 //! Event counts of the tile simulator, the input of the energy model.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::ops::AddAssign;
 
 /// What the arrays did. Every count is exact, including what was skipped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Events {
     /// Column evaluations (one per converted column per input plane or DAC cycle).
     pub column_evals: u64,
