@@ -251,8 +251,12 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
             add_energy(&step, &ex.take_counts(), &mut energy_total, &mut breakdown);
             bar.inc(1);
             let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            let acc = metrics
+                .last()
+                .and_then(|m: &EpochMetrics| m.test_accuracy)
+                .map_or(String::new(), |a| format!(" acc {a:.4}"));
             bar.set_message(format!(
-                "epoch {}/{epochs} loss {:.4} {:.0} samples/s {:.3e} J",
+                "epoch {}/{epochs} loss {:.4}{acc} {:.0} samples/s {:.3e} J",
                 epoch + 1,
                 loss_sum / batches as f64,
                 rate,
