@@ -1,5 +1,6 @@
 //! `imcc`: the command line of the imcc compiler and simulator.
 
+mod energy_cmd;
 mod quantize;
 mod render;
 mod train;
@@ -59,6 +60,18 @@ enum Command {
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     Reference,
+    /// Estimate the energy of each train block's training step without training: the
+    /// itemized ledger, the digital 4-bit and FP16 baselines, and the savings.
+    Energy {
+        /// The file.
+        file: PathBuf,
+        /// Only this train block (default: all of them).
+        #[arg(long)]
+        train: Option<String>,
+        /// Print `{"runs": [...]}` JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure training speed: samples/s of each train block (one pass over `--samples`
     /// samples, no evaluation), with the ratio to the f32 reference of the first run, in one run.
     Bench {
@@ -179,6 +192,7 @@ fn main() -> ExitCode {
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
         Command::Bench { file, samples } => bench_cmd(&file, samples),
+        Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
@@ -357,6 +371,33 @@ fn train_cmd(
             eprintln!("error: cannot write {}: {e}", p.display());
             return ExitCode::from(2);
         }
+    }
+    ExitCode::SUCCESS
+}
+
+fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
+    let shown = path.display().to_string();
+    let (comp, steps) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
+    let runs = match select(&program.trains, |r| r.name.as_str(), only, &shown) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut out = Vec::new();
+    for run in runs {
+        let Some(step) = steps.iter().find(|s| s.name == run.name) else { continue };
+        let r = energy_cmd::report(run, step);
+        if json {
+            out.push(r.json);
+        } else {
+            println!("{}", r.text);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": out })).unwrap_or_default());
     }
     ExitCode::SUCCESS
 }

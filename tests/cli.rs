@@ -25,7 +25,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn examples_check_clean_without_warnings() {
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["examples", "examples/hw"] {
+    for dir in ["examples", "examples/hw", "examples/paper"] {
         for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("examples") {
             let p = e.expect("entry").path();
             if p.extension().is_some_and(|x| x == "imc") {
@@ -206,4 +206,24 @@ fn quantize_rejects_bad_input() {
     }
     let out = imcc_stdin(&["quantize", "--format", "fp8"], "1");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn energy_report_and_json() {
+    let out = imcc(&["energy", "examples/paper/cifar_cnn.imc", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3);
+    let full = &runs[0];
+    for key in ["energy_per_step_joules", "baseline", "savings", "breakdown"] {
+        assert!(!full[key].is_null(), "{key}");
+    }
+    let s_full = full["savings"]["vs_digital_fp16"].as_f64().expect("saving");
+    let s_two = runs[1]["savings"]["vs_digital_fp16"].as_f64().expect("saving");
+    let s_dig = runs[2]["savings"]["vs_digital_4bit"].as_f64().expect("saving");
+    assert!(s_full > s_two && s_two > 1.0, "more MVMs on IMC save more: {s_full} > {s_two}");
+    assert!((s_dig - 1.0).abs() < 1e-9, "the all-digital 4-bit run is its own baseline");
+    let text = String::from_utf8_lossy(&imcc(&["energy", "examples/mnist_mlp.imc", "--train", "full"]).stdout).into_owned();
+    assert!(text.contains("Amdahl"), "{text}");
 }

@@ -19,7 +19,7 @@ fn lower(file: &str, args: &[&str]) -> String {
 #[test]
 fn mapping_summaries() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["examples", "tests/lower"] {
+    for dir in ["examples", "examples/paper", "tests/lower"] {
         let mut files: Vec<_> =
             std::fs::read_dir(root.join(dir)).expect("dir").map(|e| e.expect("entry").path()).collect();
         files.sort();

@@ -51,7 +51,7 @@ fn chip() -> HardwareConfig {
             fp32_mult: 3.7e-12,
             sram_read_64b: 10e-12,
             dram_access_64b: 1.3e-9,
-            sram_reads_per_mac: 0.5,
+            operand_sram_share: 0.5,
             dram_bits_per_weight: 0.0,
         },
     }

@@ -142,8 +142,8 @@ pub struct DigitalEnergy {
     pub fp32_mult: f64,
     pub sram_read_64b: f64,
     pub dram_access_64b: f64,
-    /// 64-bit SRAM reads per MAC in the digital baseline.
-    pub sram_reads_per_mac: f64,
+    /// Share of a digital MAC's operand bits fetched from SRAM.
+    pub operand_sram_share: f64,
     /// DRAM bits per weight per step in the digital baseline.
     pub dram_bits_per_weight: f64,
 }

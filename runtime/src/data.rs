@@ -153,6 +153,20 @@ pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
     Ok(Dataset { train_x, train_y, test_x, test_y, classes })
 }
 
+/// Training samples of an idx directory, from the header of its training labels (`None` when
+/// the file cannot be read).
+pub fn idx_train_count(dir: &Path) -> Option<usize> {
+    let p = find(dir, "train-labels-idx1-ubyte").ok()?;
+    read_idx(&p).ok().map(|(dims, _)| dims[0])
+}
+
+/// Samples in the digits CSV (1,797 in the UCI set) that remain for training after holding out
+/// `test_fraction`, as [`load_digits`] splits them.
+pub fn digits_train_count(total: usize, test_fraction: f64) -> usize {
+    let n_test = ((total as f64 * test_fraction).round() as usize).clamp(1, total.max(2) - 1);
+    total - n_test
+}
+
 /// The 8x8 digits (`digits.csv.gz` or `digits.csv` in `dir`: 64 values 0..16 and a label per
 /// line), split by a shuffle seeded with `seed`, `test_fraction` held out.
 pub fn load_digits(dir: &Path, test_fraction: f64, seed: u64) -> Result<Dataset, DataError> {

@@ -120,7 +120,7 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             fp32_mult: g("fp32_mult"),
             sram_read_64b: g("sram_read_64b"),
             dram_access_64b: g("dram_access_64b"),
-            sram_reads_per_mac: g("sram_reads_per_mac"),
+            operand_sram_share: g("operand_sram_share"),
             dram_bits_per_weight: g("dram_bits_per_weight"),
         },
     }

@@ -44,7 +44,7 @@ pub(crate) fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
             fp32_mult: 0.0,
             sram_read_64b: 0.0,
             dram_access_64b: 0.0,
-            sram_reads_per_mac: 0.0,
+            operand_sram_share: 0.0,
             dram_bits_per_weight: 0.0,
         },
     }
