@@ -4,7 +4,7 @@
 use imcc_compiler::program::{DataSet, TrainRun};
 use imcc_runtime::config::{Mvm, Precision, Target};
 use imcc_runtime::data;
-use imcc_runtime::energy::{self, COMPONENTS, Ledger};
+use imcc_runtime::energy::{self, COMPONENTS};
 use imcc_runtime::ir::Step;
 use serde_json::json;
 use std::fmt::Write;

@@ -224,6 +224,7 @@ fn energy_report_and_json() {
     let s_dig = runs[2]["savings"]["vs_digital_4bit"].as_f64().expect("saving");
     assert!(s_full > s_two && s_two > 1.0, "more MVMs on IMC save more: {s_full} > {s_two}");
     assert!((s_dig - 1.0).abs() < 1e-9, "the all-digital 4-bit run is its own baseline");
-    let text = String::from_utf8_lossy(&imcc(&["energy", "examples/mnist_mlp.imc", "--train", "full"]).stdout).into_owned();
+    let text =
+        String::from_utf8_lossy(&imcc(&["energy", "examples/mnist_mlp.imc", "--train", "full"]).stdout).into_owned();
     assert!(text.contains("Amdahl"), "{text}");
 }
