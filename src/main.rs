@@ -283,6 +283,20 @@ fn select<'a, T>(
     Ok(chosen)
 }
 
+/// [`load_checked`] plus the names of the train blocks `only` selects (all when `None`).
+fn checked_runs(
+    path: &std::path::Path,
+    only: Option<&str>,
+) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>, Vec<String>), ExitCode> {
+    let (comp, steps) = load_checked(path, None, use_color(ColorChoice::Auto))?;
+    let trains = comp.program.as_ref().map_or(&[][..], |p| &p.trains[..]);
+    let names = select(trains, |r| r.name.as_str(), only, &path.display().to_string())?
+        .into_iter()
+        .map(|r| r.name.clone())
+        .collect();
+    Ok((comp, steps, names))
+}
+
 fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Option<&str>, color: bool) -> ExitCode {
     let shown = path.display().to_string();
     if let Some(a) = after
@@ -337,16 +351,12 @@ fn train_cmd(
     opts: &train::Options,
     metrics: Option<&std::path::Path>,
 ) -> ExitCode {
-    let shown = path.display().to_string();
-    let (comp, _) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
+    let (comp, _, names) = match checked_runs(path, only) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let Some(program) = &comp.program else { return ExitCode::from(1) };
-    let runs = match select(&program.trains, |r| r.name.as_str(), only, &shown) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let runs = program.trains.iter().filter(|r| names.contains(&r.name));
     let mut results = Vec::new();
     for run in runs {
         match train::run(program, run, opts) {
@@ -376,16 +386,12 @@ fn train_cmd(
 }
 
 fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
-    let shown = path.display().to_string();
-    let (comp, steps) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
+    let (comp, steps, names) = match checked_runs(path, only) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let Some(program) = &comp.program else { return ExitCode::from(1) };
-    let runs = match select(&program.trains, |r| r.name.as_str(), only, &shown) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let runs = program.trains.iter().filter(|r| names.contains(&r.name));
     let mut out = Vec::new();
     for run in runs {
         let Some(step) = steps.iter().find(|s| s.name == run.name) else { continue };

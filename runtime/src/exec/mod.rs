@@ -278,6 +278,16 @@ impl Executor {
         self.vals[v.index()].as_ref().ok_or_else(|| ExecError::Invalid(format!("{v} read before it was written")))
     }
 
+    /// Value `v` as a `[B, C, H, W]` feature map.
+    fn feature_map(&self, v: crate::ir::ValueId) -> Result<ndarray::Array4<f32>, ExecError> {
+        self.get(v)?
+            .data
+            .view()
+            .into_dimensionality::<Ix4>()
+            .map(|a| a.to_owned())
+            .map_err(|e| ExecError::Invalid(format!("{v}: {e}")))
+    }
+
     fn set(&mut self, v: crate::ir::ValueId, t: Tensor) {
         self.vals[v.index()] = Some(t);
     }
@@ -405,25 +415,13 @@ impl Executor {
                 self.set(out(0), Tensor::f32(x.mapv(|v| v.clamp(0.0, a))));
             }
             Op::MaxPool { kernel, stride } => {
-                let x = self
-                    .get(input(0))?
-                    .data
-                    .view()
-                    .into_dimensionality::<Ix4>()
-                    .map_err(|e| ExecError::Invalid(e.to_string()))?
-                    .to_owned();
+                let x = self.feature_map(input(0))?;
                 let (y, arg) = ops::maxpool(x.view(), *kernel, *stride);
                 self.pool_arg.insert(i, arg);
                 self.set(out(0), Tensor::f32(y.into_dyn()));
             }
             Op::AvgPool { kernel, stride } => {
-                let x = self
-                    .get(input(0))?
-                    .data
-                    .view()
-                    .into_dimensionality::<Ix4>()
-                    .map_err(|e| ExecError::Invalid(e.to_string()))?
-                    .to_owned();
+                let x = self.feature_map(input(0))?;
                 self.set(out(0), Tensor::f32(ops::avgpool(x.view(), *kernel, *stride).into_dyn()));
             }
             Op::Reshape => {
