@@ -214,16 +214,18 @@ fn energy_report_and_json() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let runs = v["runs"].as_array().expect("runs");
-    assert_eq!(runs.len(), 3);
-    let full = &runs[0];
+    let run = |name: &str| runs.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("run {name}"));
     for key in ["energy_per_step_joules", "baseline", "savings", "breakdown"] {
-        assert!(!full[key].is_null(), "{key}");
+        assert!(!run("full")[key].is_null(), "{key}");
     }
-    let s_full = full["savings"]["vs_digital_fp16"].as_f64().expect("saving");
-    let s_two = runs[1]["savings"]["vs_digital_fp16"].as_f64().expect("saving");
-    let s_dig = runs[2]["savings"]["vs_digital_4bit"].as_f64().expect("saving");
-    assert!(s_full > s_two && s_two > 1.0, "more MVMs on IMC save more: {s_full} > {s_two}");
-    assert!((s_dig - 1.0).abs() < 1e-9, "the all-digital 4-bit run is its own baseline");
+    let saving = |name: &str, base: &str| run(name)["savings"][base].as_f64().expect("saving");
+    // The paper's headline under its calibration (bit products) and the file's stated baseline.
+    assert!(saving("full", "vs_digital_fp16") > 400.0);
+    assert!((2.9..3.1).contains(&saving("two_level_fp16", "vs_digital_fp16")));
+    assert!((2.9..3.1).contains(&saving("two_level", "vs_digital_4bit")));
+    assert!((saving("all_digital", "vs_digital_4bit") - 1.0).abs() < 1e-9, "the all-digital run is its own baseline");
+    // Paying every conversion in full costs more than the calibration's bit-product rate.
+    assert!(saving("full_conversions", "vs_digital_fp16") < saving("full", "vs_digital_fp16"));
     let text =
         String::from_utf8_lossy(&imcc(&["energy", "examples/mnist_mlp.imc", "--train", "full"]).stdout).into_owned();
     assert!(text.contains("Amdahl"), "{text}");

@@ -375,6 +375,15 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                     "Writing one bit into an array (weight updates, Wᵀ copies). [default]",
                 ),
                 p("move_bit", energy(), "0.02 pJ", "Moving one operand bit between memory and the array. [default]"),
+                p(
+                    "accounting",
+                    Ty::Sym(&["conversions", "bit_products"]),
+                    "conversions",
+                    "How MVM energy is counted: per conversion actually performed (a partial row-tile or a sparse \
+                     plane costs a full conversion), or per 1b x 1b product at full utilization, (column_eval + \
+                     adc_conversion + shift_add) / rows each, the calibration's 1.04 fJ. [default: conversions; \
+                     bit_products is the paper's calibration]",
+                ),
             ],
         },
         SectionSpec {

@@ -36,6 +36,7 @@ fn chip() -> HardwareConfig {
             shift_add: 0.1e-12,
             array_write_bit: 0.05e-12,
             move_bit: 0.02e-12,
+            accounting: EnergyAccounting::Conversions,
         },
         digital: DigitalEnergy {
             node_scale: 0.3,

@@ -122,6 +122,17 @@ pub struct ImcEnergy {
     pub array_write_bit: f64,
     /// Moving one operand bit.
     pub move_bit: f64,
+    /// How MVM energy is counted.
+    pub accounting: EnergyAccounting,
+}
+
+/// How IMC MVM energy is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EnergyAccounting {
+    /// Per conversion actually performed.
+    Conversions,
+    /// Per 1b x 1b product at full array utilization.
+    BitProducts,
 }
 
 /// Digital energy constants, in joules at 45 nm (multiply by `node_scale`).

@@ -15,7 +15,7 @@
 //! [`estimate`] counts from the IR's shapes (every plane converted); [`measured`] uses the
 //! simulator's event counts (empty planes skipped), so the two agree when no plane is skipped.
 
-use crate::config::{HardwareConfig, Mvm, Precision, Target};
+use crate::config::{EnergyAccounting, HardwareConfig, Mvm, Precision, Target};
 use crate::exec::MvmCounts;
 use crate::ir::{Format, MvmOp, Op, Step, text};
 use serde::Serialize;
@@ -152,19 +152,28 @@ fn stored_bits(m: &MvmOp) -> f64 {
     (m.outputs * m.reduction) as f64 * bits
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Conversion-related energy of an IMC MVM. `events` are the conversions, column evaluations
+/// and shift-adds counted (estimated or measured); `macs` its MACs. Under bit-product
+/// accounting every 1b x 1b product costs `(column_eval + adc_conversion + shift_add) / rows`,
+/// as if every conversion filled a whole column (the calibration's 1.04 fJ per 1b-MAC).
 fn imc_mvm(
     l: &mut Ledger,
     hw: &HardwareConfig,
     step: &Step,
     m: &MvmOp,
-    conversions: f64,
-    column_evals: f64,
-    shift_adds: f64,
+    events: [f64; 3],
+    macs: f64,
     bits_written: f64,
 ) {
     let e = &hw.energy;
     let (layer, kind) = (layer_name(step, m), m.kind.key());
+    let [conversions, column_evals, shift_adds] = match e.accounting {
+        EnergyAccounting::Conversions => events,
+        EnergyAccounting::BitProducts => {
+            let bits = m.tiling.as_ref().map_or(4, |t| t.bits) as f64;
+            [macs * format_bits(&m.streamed) as f64 * bits / hw.rows as f64; 3]
+        }
+    };
     l.add(&layer, kind, "column_evals", column_evals * e.column_eval);
     l.add(&layer, kind, "adc", conversions * e.adc_conversion);
     l.add(&layer, kind, "shift_add", shift_adds * e.shift_add);
@@ -199,7 +208,7 @@ pub fn estimate(step: &Step) -> Ledger {
         match m.target {
             Some(Target::Imc) => {
                 let c = text::max_conversions(m) as f64;
-                imc_mvm(&mut l, hw, step, m, c, c, c, stored_bits(m));
+                imc_mvm(&mut l, hw, step, m, [c; 3], m.macs() as f64, stored_bits(m));
             }
             Some(Target::Digital(p)) => digital_mvm(&mut l, hw, step, m, p, m.macs() as f64),
             None => {}
@@ -218,14 +227,14 @@ pub fn measured(step: &Step, counts: &[MvmCounts], steps: u64) -> Ledger {
         match m.target {
             Some(Target::Imc) => {
                 let ev = &c.events;
+                let events = [ev.conversions as f64 * per, ev.column_evals as f64 * per, ev.shift_adds as f64 * per];
                 imc_mvm(
                     &mut l,
                     hw,
                     step,
                     m,
-                    ev.conversions as f64 * per,
-                    ev.column_evals as f64 * per,
-                    ev.shift_adds as f64 * per,
+                    events,
+                    m.macs() as f64 * c.calls as f64 * per,
                     ev.bits_written as f64 * per,
                 );
             }

@@ -105,6 +105,11 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             shift_add: e("shift_add"),
             array_write_bit: e("array_write_bit"),
             move_bit: e("move_bit"),
+            accounting: if sym(ps.get("energy.accounting")) == "bit_products" {
+                EnergyAccounting::BitProducts
+            } else {
+                EnergyAccounting::Conversions
+            },
         },
         digital: DigitalEnergy {
             node_scale: g("node_scale"),

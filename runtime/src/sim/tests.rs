@@ -29,6 +29,7 @@ pub(crate) fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
             shift_add: 0.0,
             array_write_bit: 0.0,
             move_bit: 0.0,
+            accounting: EnergyAccounting::Conversions,
         },
         digital: DigitalEnergy {
             node_scale: 1.0,
