@@ -78,8 +78,8 @@ enum Command {
         /// The file.
         file: PathBuf,
         /// Training samples per run.
-        #[arg(long, default_value_t = 1280)]
-        samples: usize,
+        #[arg(long, default_value_t = 1280, value_parser = clap::value_parser!(u64).range(1..))]
+        samples: u64,
     },
     /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
     Train {
@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         train: Option<String>,
         /// Override the epochs of every run.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         epochs: Option<u64>,
         /// Write `{"runs": [...]}` metrics to this file.
         #[arg(long)]
@@ -107,8 +107,8 @@ enum Command {
         #[arg(long)]
         sigma_lsb: Option<f64>,
         /// Train on at most this many samples per epoch (quick runs).
-        #[arg(long)]
-        limit: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Lower train blocks to the mapped IR and print it.
     Lower {
@@ -183,7 +183,7 @@ fn main() -> ExitCode {
                 epochs,
                 reference,
                 sigma_lsb,
-                limit,
+                limit: limit.map(|l| l as usize),
                 checkpoint,
                 resume,
                 progress: std::io::stderr().is_terminal(),
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
             };
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
-        Command::Bench { file, samples } => bench_cmd(&file, samples),
+        Command::Bench { file, samples } => bench_cmd(&file, samples as usize),
         Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
