@@ -161,8 +161,7 @@ fn usage_errors_exit_2() {
     assert_eq!(imcc(&["train", "examples/digits_mlp.imc", "--limit", "0"]).status.code(), Some(2));
     assert_eq!(imcc(&["bench", "examples/digits_mlp.imc", "--samples", "0"]).status.code(), Some(2));
     assert_eq!(imcc(&["train", "examples/digits_mlp.imc", "--train", "nope"]).status.code(), Some(2));
-    let bad_sigma =
-        imcc(&["train", "examples/digits_mlp.imc", "--train", "full", "--sigma-lsb=-1", "--limit", "32"]);
+    let bad_sigma = imcc(&["train", "examples/digits_mlp.imc", "--train", "full", "--sigma-lsb=-1", "--limit", "32"]);
     assert_eq!(bad_sigma.status.code(), Some(1));
     assert!(stderr(&bad_sigma).contains("noise sigma must be finite and >= 0"), "{}", stderr(&bad_sigma));
 }

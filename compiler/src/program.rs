@@ -83,6 +83,8 @@ pub enum LayerOp {
         kernel: usize,
         /// Stride.
         stride: usize,
+        /// Padding.
+        padding: usize,
     },
     /// Average pooling.
     AvgPool {
@@ -90,6 +92,8 @@ pub enum LayerOp {
         kernel: usize,
         /// Stride.
         stride: usize,
+        /// Padding.
+        padding: usize,
     },
     /// `[C, H, W]` to `[C·H·W]`.
     Flatten,

@@ -677,19 +677,21 @@ pub const LAYERS: &[LayerSpec] = &[
     LayerSpec {
         op: "maxpool",
         has_mvm: false,
-        doc: "Max pooling.",
+        doc: "Max pooling (padding never wins).",
         args: &[
             p("kernel", int(1, 64), "2", "Window size."),
             opt("stride", int(1, 64), "Stride (default: the window size)."),
+            p("padding", int(0, 32), "0", "Padding on each side."),
         ],
     },
     LayerSpec {
         op: "avgpool",
         has_mvm: false,
-        doc: "Average pooling.",
+        doc: "Average pooling (padding counts as zeros: the divisor is always kernel²).",
         args: &[
             p("kernel", int(1, 64), "2", "Window size."),
             opt("stride", int(1, 64), "Stride (default: the window size)."),
+            p("padding", int(0, 32), "0", "Padding on each side."),
         ],
     },
     LayerSpec { op: "flatten", has_mvm: false, doc: "`[C, H, W]` to `[C·H·W]`.", args: &[] },

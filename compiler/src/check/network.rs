@@ -296,12 +296,13 @@ fn infer(
             let (c, h, w) = spatial(diags)?;
             let k = int(args, "kernel")?;
             let s = int(args, "stride").unwrap_or(k);
-            let ho = window(diags, h, k, s, 0)?;
-            let wo = window(diags, w, k, s, 0)?;
+            let p = int(args, "padding")?;
+            let ho = window(diags, h, k, s, p)?;
+            let wo = window(diags, w, k, s, p)?;
             let op = if op == "maxpool" {
-                LayerOp::MaxPool { kernel: k, stride: s }
+                LayerOp::MaxPool { kernel: k, stride: s, padding: p }
             } else {
-                LayerOp::AvgPool { kernel: k, stride: s }
+                LayerOp::AvgPool { kernel: k, stride: s, padding: p }
             };
             Some((op, vec![c, ho, wo]))
         }

@@ -342,8 +342,12 @@ fn simple_op(b: &mut Builder, op: &LayerOp, name: &str, li: usize, in_shape: &[u
     match op {
         LayerOp::Relu => Op::Relu,
         LayerOp::Pact { .. } => Op::Pact { alpha: b.param(format!("{name}.alpha"), ParamKind::PactAlpha, vec![1], li) },
-        LayerOp::MaxPool { kernel, stride } => Op::MaxPool { kernel: *kernel, stride: *stride },
-        LayerOp::AvgPool { kernel, stride } => Op::AvgPool { kernel: *kernel, stride: *stride },
+        LayerOp::MaxPool { kernel, stride, padding } => {
+            Op::MaxPool { kernel: *kernel, stride: *stride, padding: *padding }
+        }
+        LayerOp::AvgPool { kernel, stride, padding } => {
+            Op::AvgPool { kernel: *kernel, stride: *stride, padding: *padding }
+        }
         LayerOp::Flatten => Op::Reshape,
         LayerOp::BatchNorm { momentum, eps } => {
             let c = in_shape.first().copied().unwrap_or(1);

@@ -414,15 +414,15 @@ impl Executor {
                 let x = &self.get(input(0))?.data;
                 self.set(out(0), Tensor::f32(x.mapv(|v| v.clamp(0.0, a))));
             }
-            Op::MaxPool { kernel, stride } => {
+            Op::MaxPool { kernel, stride, padding } => {
                 let x = self.feature_map(input(0))?;
-                let (y, arg) = ops::maxpool(x.view(), *kernel, *stride);
+                let (y, arg) = ops::maxpool(x.view(), *kernel, *stride, *padding);
                 self.pool_arg.insert(i, arg);
                 self.set(out(0), Tensor::f32(y.into_dyn()));
             }
-            Op::AvgPool { kernel, stride } => {
+            Op::AvgPool { kernel, stride, padding } => {
                 let x = self.feature_map(input(0))?;
-                self.set(out(0), Tensor::f32(ops::avgpool(x.view(), *kernel, *stride).into_dyn()));
+                self.set(out(0), Tensor::f32(ops::avgpool(x.view(), *kernel, *stride, *padding).into_dyn()));
             }
             Op::Reshape => {
                 let x = &self.get(input(0))?.data;
@@ -747,12 +747,14 @@ impl Executor {
                 );
                 self.set(outputs[0], Tensor::f32(gx.into_dyn()));
             }
-            Op::AvgPool { kernel, stride } => {
+            Op::AvgPool { kernel, stride, padding } => {
                 let s = self.get(inputs[0])?.data.shape().to_vec();
                 let g4 = g.into_dimensionality::<Ix4>().map_err(|e| ExecError::Invalid(e.to_string()))?;
                 self.set(
                     outputs[0],
-                    Tensor::f32(ops::avgpool_grad((s[0], s[1], s[2], s[3]), g4.view(), *kernel, *stride).into_dyn()),
+                    Tensor::f32(
+                        ops::avgpool_grad((s[0], s[1], s[2], s[3]), g4.view(), *kernel, *stride, *padding).into_dyn(),
+                    ),
                 );
             }
             Op::Reshape => {

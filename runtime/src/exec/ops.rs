@@ -84,28 +84,39 @@ pub fn to_rows(x: ArrayView4<'_, f32>) -> Array2<f32> {
     })
 }
 
-/// Max pooling; also returns the flat index of each output's maximum (first on ties).
-pub fn maxpool(x: ArrayView4<'_, f32>, k: usize, s: usize) -> (Array4<f32>, Vec<usize>) {
+/// The input coordinate of window offset `k` at output `o`, if inside (not padding).
+#[inline]
+fn tap(o: usize, k: usize, s: usize, p: usize, size: usize) -> Option<usize> {
+    let at = (o * s + k) as isize - p as isize;
+    (at >= 0 && (at as usize) < size).then_some(at as usize)
+}
+
+/// Max pooling with padding that never wins; also returns the flat index of each output's
+/// maximum (first on ties).
+pub fn maxpool(x: ArrayView4<'_, f32>, k: usize, s: usize, p: usize) -> (Array4<f32>, Vec<usize>) {
     let (b, c, h, w) = x.dim();
-    let (ho, wo) = (out_size(h, k, s, 0), out_size(w, k, s, 0));
+    let (ho, wo) = (out_size(h, k, s, p), out_size(w, k, s, p));
     let mut out = Array4::<f32>::zeros((b, c, ho, wo));
     let mut arg = Vec::with_capacity(b * c * ho * wo);
     for bi in 0..b {
         for ci in 0..c {
             for oy in 0..ho {
                 for ox in 0..wo {
-                    let (mut best, mut at) = (f32::NEG_INFINITY, (oy * s, ox * s));
+                    let (mut best, mut at) = (f32::NEG_INFINITY, None);
                     for ky in 0..k {
+                        let Some(iy) = tap(oy, ky, s, p, h) else { continue };
                         for kx in 0..k {
-                            let v = x[[bi, ci, oy * s + ky, ox * s + kx]];
-                            if v > best {
+                            let Some(ix) = tap(ox, kx, s, p, w) else { continue };
+                            let v = x[[bi, ci, iy, ix]];
+                            if v > best || at.is_none() {
                                 best = v;
-                                at = (oy * s + ky, ox * s + kx);
+                                at = Some((iy, ix));
                             }
                         }
                     }
+                    let (iy, ix) = at.unwrap_or((0, 0)); // a window always overlaps the input (p < k)
                     out[[bi, ci, oy, ox]] = best;
-                    arg.push(((bi * c + ci) * h + at.0) * w + at.1);
+                    arg.push(((bi * c + ci) * h + iy) * w + ix);
                 }
             }
         }
@@ -123,16 +134,19 @@ pub fn maxpool_grad(x_shape: (usize, usize, usize, usize), arg: &[usize], g: &[f
     out
 }
 
-/// Average pooling.
-pub fn avgpool(x: ArrayView4<'_, f32>, k: usize, s: usize) -> Array4<f32> {
+/// Average pooling; padding counts as zeros (the divisor is always `k²`).
+pub fn avgpool(x: ArrayView4<'_, f32>, k: usize, s: usize, p: usize) -> Array4<f32> {
     let (b, c, h, w) = x.dim();
-    let (ho, wo) = (out_size(h, k, s, 0), out_size(w, k, s, 0));
+    let (ho, wo) = (out_size(h, k, s, p), out_size(w, k, s, p));
     let inv = 1.0 / (k * k) as f32;
     Array4::from_shape_fn((b, c, ho, wo), |(bi, ci, oy, ox)| {
         let mut sum = 0.0f32;
         for ky in 0..k {
+            let Some(iy) = tap(oy, ky, s, p, h) else { continue };
             for kx in 0..k {
-                sum += x[[bi, ci, oy * s + ky, ox * s + kx]];
+                if let Some(ix) = tap(ox, kx, s, p, w) {
+                    sum += x[[bi, ci, iy, ix]];
+                }
             }
         }
         sum * inv
@@ -140,8 +154,15 @@ pub fn avgpool(x: ArrayView4<'_, f32>, k: usize, s: usize) -> Array4<f32> {
 }
 
 /// Backward of average pooling.
-pub fn avgpool_grad(x_shape: (usize, usize, usize, usize), g: ArrayView4<'_, f32>, k: usize, s: usize) -> Array4<f32> {
+pub fn avgpool_grad(
+    x_shape: (usize, usize, usize, usize),
+    g: ArrayView4<'_, f32>,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> Array4<f32> {
     let mut out = Array4::<f32>::zeros(x_shape);
+    let (h, w) = (x_shape.2, x_shape.3);
     let inv = 1.0 / (k * k) as f32;
     let (b, c, ho, wo) = g.dim();
     for bi in 0..b {
@@ -150,8 +171,11 @@ pub fn avgpool_grad(x_shape: (usize, usize, usize, usize), g: ArrayView4<'_, f32
                 for ox in 0..wo {
                     let v = g[[bi, ci, oy, ox]] * inv;
                     for ky in 0..k {
+                        let Some(iy) = tap(oy, ky, s, p, h) else { continue };
                         for kx in 0..k {
-                            out[[bi, ci, oy * s + ky, ox * s + kx]] += v;
+                            if let Some(ix) = tap(ox, kx, s, p, w) {
+                                out[[bi, ci, iy, ix]] += v;
+                            }
                         }
                     }
                 }
@@ -286,6 +310,21 @@ mod tests {
         }
         assert_eq!(y[[0, 1, 2, 2]], direct);
         assert_eq!(to_rows(y.view()), im2col(x.view(), 3, 1, 1).dot(&w.t()));
+    }
+
+    #[test]
+    fn padded_pooling_and_its_adjoint() {
+        let x = Array4::from_shape_fn((1, 1, 3, 3), |(_, _, y, x)| (y * 3 + x) as f32 - 4.0);
+        let (m, arg) = maxpool(x.view(), 3, 2, 1);
+        assert_eq!(m.dim(), (1, 1, 2, 2));
+        assert_eq!(m[[0, 0, 0, 0]], 0.0, "padding never wins: max of x[0..2, 0..2]");
+        assert_eq!(arg[0], 4);
+        // <avgpool(x), g> == <x, avgpool_grad(g)>.
+        let a = avgpool(x.view(), 3, 2, 1);
+        let g = Array4::from_shape_fn(a.dim(), |(_, _, y, x)| (y * 2 + x) as f32 + 1.0);
+        let lhs: f32 = (&a * &g).sum();
+        let rhs: f32 = (&x * &avgpool_grad((1, 1, 3, 3), g.view(), 3, 2, 1)).sum();
+        assert!((lhs - rhs).abs() < 1e-5, "{lhs} vs {rhs}");
     }
 
     #[test]

@@ -169,6 +169,8 @@ pub enum Op {
         kernel: usize,
         /// Stride.
         stride: usize,
+        /// Padding.
+        padding: usize,
     },
     /// Average pooling.
     AvgPool {
@@ -176,6 +178,8 @@ pub enum Op {
         kernel: usize,
         /// Stride.
         stride: usize,
+        /// Padding.
+        padding: usize,
     },
     /// A reshape (flatten and its inverse).
     Reshape,

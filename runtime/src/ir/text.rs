@@ -76,8 +76,8 @@ fn op_text(step: &Step, op: &Op) -> String {
         Op::BiasAdd { param } => format!("bias_add {param}"),
         Op::Relu => "relu".into(),
         Op::Pact { alpha } => format!("pact alpha={alpha}"),
-        Op::MaxPool { kernel, stride } => format!("maxpool k={kernel} s={stride}"),
-        Op::AvgPool { kernel, stride } => format!("avgpool k={kernel} s={stride}"),
+        Op::MaxPool { kernel, stride, padding } => format!("maxpool k={kernel} s={stride} p={padding}"),
+        Op::AvgPool { kernel, stride, padding } => format!("avgpool k={kernel} s={stride} p={padding}"),
         Op::Reshape => "reshape".into(),
         Op::ToChannelsFirst { h, w } => format!("to_channels_first h={h} w={w}"),
         Op::BatchNorm { gamma, beta, momentum, eps } => {
