@@ -34,6 +34,7 @@ enum Command {
     ///
     /// Exit status: 0 when no file has errors (warnings allowed), 1 when some file has
     /// errors, 2 on a usage or I/O error.
+    #[command(display_order = 1)]
     Check {
         /// The files to check.
         #[arg(required = true)]
@@ -50,6 +51,7 @@ enum Command {
         deny_warnings: bool,
     },
     /// Print the long explanation of a diagnostic code, e.g. `imcc explain E0500`.
+    #[command(display_order = 7)]
     Explain {
         /// The code (`E0500`, `W0001`); `--list` lists all.
         #[arg(required_unless_present = "list")]
@@ -59,9 +61,11 @@ enum Command {
         list: bool,
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
+    #[command(display_order = 8)]
     Reference,
     /// Estimate the energy of each train block's training step without training: the
     /// itemized ledger, the digital 4-bit and FP16 baselines, and the savings.
+    #[command(display_order = 4)]
     Energy {
         /// The file.
         file: PathBuf,
@@ -74,6 +78,7 @@ enum Command {
     },
     /// Measure training speed: samples/s of each train block (one pass over `--samples`
     /// samples, no evaluation), with the ratio to the f32 reference of the first run, in one run.
+    #[command(display_order = 5)]
     Bench {
         /// The file.
         file: PathBuf,
@@ -82,6 +87,7 @@ enum Command {
         samples: u64,
     },
     /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
+    #[command(display_order = 3)]
     Train {
         /// The file.
         file: PathBuf,
@@ -111,6 +117,7 @@ enum Command {
         limit: Option<u64>,
     },
     /// Lower train blocks to the mapped IR and print it.
+    #[command(display_order = 2)]
     Lower {
         /// The file.
         file: PathBuf,
@@ -133,6 +140,7 @@ enum Command {
     ///
     /// The scale is the GradScale factor `s` for radix-4 formats (values are `Q(x·s)/s`) and
     /// the clip range for integer formats (SAWB alpha, INT8 max). Exit status 1 on bad input.
+    #[command(display_order = 6)]
     Quantize {
         /// `radix4` (even grid), `radix4-odd`, `int4-sawb`, `int4-pact:ALPHA` or `int8`.
         #[arg(long)]
