@@ -135,3 +135,24 @@ fn missing_data_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/no/such/dir/train-images-idx3-ubyte: no such file"), "{err}");
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let run = |threads: &str, dir: &Path| {
+        let m = dir.join("metrics.json");
+        let c = dir.join("ckpt");
+        let out = Command::new(env!("CARGO_BIN_EXE_imcc"))
+            .args(["train", "tests/train/exact.imc", "--train", "imc_noisy", "--limit", "128", "--epochs", "1"])
+            .args(["--metrics-json", m.to_str().unwrap(), "--checkpoint", c.to_str().unwrap()])
+            .env("RAYON_NUM_THREADS", threads)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("imcc runs");
+        ok(&out);
+    };
+    let (a, b) = (scratch("t1"), scratch("t3"));
+    run("1", &a);
+    run("3", &b);
+    assert!(state(&a, "imc_noisy") == state(&b, "imc_noisy"), "weights differ between 1 and 3 threads");
+    assert!(metrics(&a.join("metrics.json")) == metrics(&b.join("metrics.json")), "metrics differ between 1 and 3 threads");
+}
