@@ -154,5 +154,8 @@ fn results_do_not_depend_on_the_thread_count() {
     run("1", &a);
     run("3", &b);
     assert!(state(&a, "imc_noisy") == state(&b, "imc_noisy"), "weights differ between 1 and 3 threads");
-    assert!(metrics(&a.join("metrics.json")) == metrics(&b.join("metrics.json")), "metrics differ between 1 and 3 threads");
+    assert!(
+        metrics(&a.join("metrics.json")) == metrics(&b.join("metrics.json")),
+        "metrics differ between 1 and 3 threads"
+    );
 }

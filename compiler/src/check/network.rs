@@ -297,6 +297,17 @@ fn infer(
             let k = int(args, "kernel")?;
             let s = int(args, "stride").unwrap_or(k);
             let p = int(args, "padding")?;
+            if p >= k {
+                diags.push(
+                    Diagnostic::new(
+                        Code::ValueOutOfRange,
+                        format!("`{op}` padding {p} is not smaller than its kernel {k}"),
+                    )
+                    .primary(decl.span, "some windows would hold only padding")
+                    .help(format!("use `padding` below {k}")),
+                );
+                return None;
+            }
             let ho = window(diags, h, k, s, p)?;
             let wo = window(diags, w, k, s, p)?;
             let op = if op == "maxpool" {
