@@ -89,6 +89,21 @@ struct Meta {
     alias_off: u32,
 }
 
+#[inline]
+fn pack(mode: i32, dev: u32) -> u64 {
+    ((mode as u32 as u64) << 32) | dev as u64
+}
+
+#[inline]
+fn mode_of(h: u64) -> i32 {
+    (h >> 32) as u32 as i32
+}
+
+#[inline]
+fn dev_of(h: u64) -> u32 {
+    h as u32
+}
+
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
 /// Hot data (most likely code, deviation mass) is kept apart from the rarely used rest.
 #[derive(Debug, Clone)]
@@ -96,9 +111,9 @@ pub(crate) struct CodeTable {
     conv: Converter,
     vmin: i64,
     built: Vec<bool>,
-    mode: Vec<i32>,
-    /// Probability (2⁻³² units) of any code but the mode.
-    dev: Vec<u32>,
+    /// Per sum: the most likely code (high 32 bits) and the deviation mass (low 32 bits), in
+    /// one word so the hot pass makes one load per conversion.
+    hot: Vec<u64>,
     meta: Vec<Meta>,
     cum: Vec<u32>,
     /// Walker alias tables of the rows: accept bucket `k` when the low 32 bits of a draw are
@@ -120,8 +135,7 @@ impl CodeTable {
             conv,
             vmin,
             built: vec![false; n],
-            mode: vec![0; n],
-            dev: vec![0; n],
+            hot: vec![0; n],
             meta: vec![Meta::default(); n],
             cum: Vec::new(),
             alias_prob: Vec::new(),
@@ -144,8 +158,7 @@ impl CodeTable {
         self.built[i] = true;
         if s == 0.0 {
             let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
-            self.mode[i] = code;
-            self.dev[i] = 0;
+            self.hot[i] = pack(code, 0);
             self.meta[i] = Meta { base: code, off: 0, len: 0, lo: 0, alias_off: 0 };
             return;
         }
@@ -174,8 +187,7 @@ impl CodeTable {
         });
         let mode_k = mode_k.unwrap_or(0);
         let (a, b) = edges(mode_k);
-        self.mode[i] = (base + mode_k as i64) as i32;
-        self.dev[i] = ((1u64 << 32) - (b - a)) as u32;
+        self.hot[i] = pack((base + mode_k as i64) as i32, ((1u64 << 32) - (b - a)) as u32);
         let alias_off = self.alias_prob.len() as u32;
         self.build_alias(&cum);
         self.meta[i] =
@@ -250,13 +262,14 @@ impl CodeTable {
         }
         scratch.common.resize(k, 0);
         // Branch-free pass: the most likely codes, and which conversions need their own draw.
-        let (mode, dev) = (&self.mode, &self.dev);
+        let hot = &self.hot;
         let mut q_dev = 0u32;
         let mut n_common = 0usize;
         for (j, (&i, a)) in idx.iter().zip(acc.iter_mut()).enumerate() {
             let i = i as usize;
-            *a += weight * mode[i] as i64;
-            let d = dev[i];
+            let h = hot[i];
+            *a += weight * mode_of(h) as i64;
+            let d = dev_of(h);
             let common = d >= COMMON;
             scratch.common[n_common] = j as u32;
             n_common += usize::from(common);
@@ -271,7 +284,7 @@ impl CodeTable {
             } else {
                 self.alias_code(i, rng.next_u64())
             };
-            acc[j as usize] += weight * (code - self.mode[i]) as i64;
+            acc[j as usize] += weight * (code - mode_of(self.hot[i])) as i64;
         }
         if q_dev == 0 {
             return;
@@ -287,7 +300,7 @@ impl CodeTable {
                 break;
             }
             let i = idx[j] as usize;
-            let d = self.dev[i];
+            let d = dev_of(self.hot[i]);
             if d > 0 && d < COMMON {
                 let r2 = rng.next_u32() as u64;
                 if r2 * (q_dev as u64) < (d as u64) << 32 {
@@ -297,7 +310,7 @@ impl CodeTable {
                     let lo = self.meta[i].lo as u64;
                     let r = if x >= lo { x + width } else { x };
                     let code = self.code_for(i, r);
-                    acc[j] += weight * (code - self.mode[i]) as i64;
+                    acc[j] += weight * (code - mode_of(self.hot[i])) as i64;
                 }
             }
             j += 1;
