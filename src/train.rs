@@ -336,5 +336,20 @@ pub fn table(runs: &[RunMetrics]) -> String {
     out.push_str(
         "energy columns: share of the run's training energy by MVM kind (the rest is the digital remainder)\n",
     );
+    for r in runs {
+        let mut by: BTreeMap<&str, f64> = BTreeMap::new();
+        for comps in r.energy_breakdown.values() {
+            for (c, j) in comps {
+                *by.entry(c.as_str()).or_default() += j;
+            }
+        }
+        let total: f64 = by.values().sum();
+        if total > 0.0 {
+            let mut parts: Vec<(&str, f64)> = by.into_iter().filter(|(_, j)| *j > 0.0).collect();
+            parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let text: Vec<String> = parts.iter().map(|(c, j)| format!("{c} {:.1}%", 100.0 * j / total)).collect();
+            out.push_str(&format!("{} by component: {}\n", r.name, text.join(", ")));
+        }
+    }
     out
 }
