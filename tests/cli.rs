@@ -4,13 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn imcc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imcc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("imcc runs")
-}
+mod common;
+use common::imcc;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("imcc-cli-test-{}", std::process::id()));

@@ -387,10 +387,19 @@ impl Executor {
                 self.set(out(0), Tensor::f32(img.into_dyn()));
             }
             Op::Mvm(m) => {
-                let s = self.get(input(0))?.clone();
-                let x = self.get(input(1))?.clone();
-                let y = self.mvm(*m, &s, &x)?;
-                self.set(out(0), y);
+                // Borrow the operands out of the value table instead of copying them (the stored
+                // operand is a whole weight matrix), and put them back whatever happens.
+                let (si, xi) = (input(0), input(1));
+                self.get(si)?;
+                self.get(xi)?;
+                let s = self.vals[si.index()].take().expect("checked above");
+                let x = self.vals[xi.index()].take().unwrap_or_else(|| s.clone()); // same value twice
+                let y = self.mvm(*m, &s, &x);
+                if xi != si {
+                    self.vals[xi.index()] = Some(x);
+                }
+                self.vals[si.index()] = Some(s);
+                self.set(out(0), y?);
             }
             Op::BiasAdd { param } => {
                 let mut z = self.get(input(0))?.matrix();
