@@ -85,6 +85,9 @@ enum Command {
         /// Training samples per run.
         #[arg(long, default_value_t = 1280, value_parser = clap::value_parser!(u64).range(1..))]
         samples: u64,
+        /// Run the digital remainder on the reference executor instead of JIT-compiled code.
+        #[arg(long)]
+        no_jit: bool,
     },
     /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
     #[command(display_order = 3)]
@@ -115,6 +118,10 @@ enum Command {
         /// Train on at most this many samples per epoch (quick runs).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
+        /// Run the digital remainder on the reference executor instead of JIT-compiled code
+        /// (results are bit-identical; this is slower).
+        #[arg(long)]
+        no_jit: bool,
     },
     /// Lower train blocks to the mapped IR and print it.
     #[command(display_order = 2)]
@@ -186,7 +193,7 @@ fn main() -> ExitCode {
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Quantize { format, scale, json } => run_quantize(format, &scale, json),
-        Command::Train { file, train, epochs, metrics_json, checkpoint, resume, reference, sigma_lsb, limit } => {
+        Command::Train { file, train, epochs, metrics_json, checkpoint, resume, reference, sigma_lsb, limit, no_jit } => {
             let opts = train::Options {
                 epochs,
                 reference,
@@ -196,10 +203,11 @@ fn main() -> ExitCode {
                 resume,
                 progress: std::io::stderr().is_terminal(),
                 eval: true,
+                jit: !no_jit,
             };
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
-        Command::Bench { file, samples } => bench_cmd(&file, samples as usize),
+        Command::Bench { file, samples, no_jit } => bench_cmd(&file, samples as usize, no_jit),
         Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
@@ -416,7 +424,7 @@ fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> Exi
     ExitCode::SUCCESS
 }
 
-fn bench_cmd(path: &std::path::Path, samples: usize) -> ExitCode {
+fn bench_cmd(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {
     let (comp, _) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
         Ok(x) => x,
         Err(code) => return code,
@@ -431,6 +439,7 @@ fn bench_cmd(path: &std::path::Path, samples: usize) -> ExitCode {
         resume: false,
         progress: false,
         eval: false,
+        jit: !no_jit,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("training speed, {samples} samples per run, {threads} threads available");

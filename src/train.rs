@@ -33,6 +33,8 @@ pub struct Options {
     pub progress: bool,
     /// Evaluate on the test set (off for speed measurements).
     pub eval: bool,
+    /// Run the digital remainder as JIT-compiled code (off: the reference executor).
+    pub jit: bool,
 }
 
 /// One epoch's metrics.
@@ -175,6 +177,9 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         accumulate_fp16: run.accumulate == Precision::Fp16,
     };
     let mut ex = Executor::new(step.clone(), hyper).map_err(|e| format!("`{}`: {e}", run.name))?;
+    if opts.jit {
+        ex.enable_jit().map_err(|e| format!("`{}`: {e}", run.name))?;
+    }
     ex.take_counts(); // loading the initial weights into the arrays is not a training step
     let policy = if run.reference {
         "f32 reference".to_string()

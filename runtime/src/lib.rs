@@ -9,4 +9,5 @@ pub mod energy;
 pub mod exec;
 pub mod formats;
 pub mod ir;
+pub mod jit;
 pub mod sim;

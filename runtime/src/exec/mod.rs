@@ -7,7 +7,8 @@
 //! same scales in the same order, such a full-IMC run is bit-identical to the all-digital run
 //! of the same formats (a test checks it).
 
-mod ops;
+mod jit;
+pub(crate) mod ops;
 pub mod policy;
 pub mod tensor;
 
@@ -22,6 +23,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+pub use jit::JitStats;
 use tensor::{Codes, Quant, Tensor};
 
 /// Why a step could not run.
@@ -38,6 +41,8 @@ pub enum ExecError {
     },
     /// The data does not fit the network, or the step is malformed.
     Invalid(String),
+    /// The step could not be compiled.
+    Jit(crate::jit::JitError),
 }
 
 impl fmt::Display for ExecError {
@@ -46,6 +51,7 @@ impl fmt::Display for ExecError {
             ExecError::Sim(e) => write!(f, "{e}"),
             ExecError::NonFinite { what, step } => write!(f, "non-finite value in {what} at step {step}"),
             ExecError::Invalid(m) => write!(f, "{m}"),
+            ExecError::Jit(e) => write!(f, "{e}"),
         }
     }
 }
@@ -121,6 +127,11 @@ pub struct Executor {
     counts: Vec<MvmCounts>,
     steps: u64,
     labels: Vec<u8>,
+    /// Compiled fusion groups, when the JIT is on.
+    jit: Option<Arc<crate::jit::JitStep>>,
+    jit_stats: JitStats,
+    /// Buffers of the last step's values, reused by compiled groups.
+    spare: Vec<Option<Tensor>>,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -175,6 +186,9 @@ impl Executor {
             counts: vec![MvmCounts::default(); step.mvms.len()],
             steps: 0,
             labels: Vec::new(),
+            jit: None,
+            jit_stats: JitStats::default(),
+            spare: vec![None; step.values.len()],
             tile,
             hyper,
             step,
@@ -186,6 +200,37 @@ impl Executor {
     /// The step being run.
     pub fn step(&self) -> &Step {
         &self.step
+    }
+
+    /// Compiles the step's fusion groups with the JIT (once) and runs them as native code from
+    /// now on. Results are bit-identical to the reference executor's.
+    pub fn enable_jit(&mut self) -> Result<(), ExecError> {
+        if self.jit.is_none() {
+            let consts = crate::jit::Consts {
+                momentum: self.hyper.momentum,
+                weight_decay: self.hyper.weight_decay,
+                nesterov: self.hyper.nesterov,
+            };
+            let compiled = crate::jit::compile(&self.step, &consts, jit::HOST).map_err(ExecError::Jit)?;
+            self.jit = Some(Arc::new(compiled));
+        }
+        Ok(())
+    }
+
+    /// Runs every node on the reference executor from now on.
+    pub fn disable_jit(&mut self) {
+        self.jit = None;
+        self.spare.iter_mut().for_each(|s| *s = None);
+    }
+
+    /// The compiled step, when the JIT is on.
+    pub fn jit(&self) -> Option<&crate::jit::JitStep> {
+        self.jit.as_deref()
+    }
+
+    /// How often compiled groups ran, and how often they fell back.
+    pub fn jit_stats(&self) -> JitStats {
+        self.jit_stats
     }
 
     /// Training steps run so far.
@@ -208,9 +253,7 @@ impl Executor {
     /// the loss.
     pub fn train_batch(&mut self, x: ArrayD<f32>, labels: &[u8], lr: f32) -> Result<f32, ExecError> {
         self.load(x, labels)?;
-        for i in 0..self.step.nodes.len() {
-            self.run_node(i, true, lr)?;
-        }
+        self.run_nodes(true, lr)?;
         let loss = self.loss()?;
         self.steps += 1;
         self.clear();
@@ -221,27 +264,46 @@ impl Executor {
     /// the number of correct predictions.
     pub fn evaluate(&mut self, x: ArrayD<f32>, labels: &[u8]) -> Result<(f32, usize), ExecError> {
         self.load(x, labels)?;
+        self.run_nodes(false, 0.0)?;
         let mut correct = 0;
-        for i in 0..self.step.nodes.len() {
-            if self.step.nodes[i].phase != Phase3::Forward {
-                continue;
+        for n in self.step.nodes.iter().filter(|n| n.op == Op::SoftmaxCrossEntropy) {
+            let logits = self.get(n.inputs[0])?.matrix();
+            for (row, &y) in logits.outer_iter().zip(labels) {
+                let arg = row
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
+                    .0;
+                correct += usize::from(arg == y as usize);
             }
-            if let Op::SoftmaxCrossEntropy = self.step.nodes[i].op {
-                let logits = self.get(self.step.nodes[i].inputs[0])?.matrix();
-                for (row, &y) in logits.outer_iter().zip(labels) {
-                    let arg = row
-                        .iter()
-                        .enumerate()
-                        .fold((0, f32::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
-                        .0;
-                    correct += usize::from(arg == y as usize);
-                }
-            }
-            self.run_node(i, false, 0.0)?;
         }
         let loss = self.loss()?;
         self.clear();
         Ok((loss, correct))
+    }
+
+    /// Runs the step's nodes in order (training: all; evaluation: the forward pass), each
+    /// fusion group as compiled code when the JIT is on and the batch has the compiled shape.
+    fn run_nodes(&mut self, train: bool, lr: f32) -> Result<(), ExecError> {
+        let mut i = 0;
+        while i < self.step.nodes.len() {
+            let node = &self.step.nodes[i];
+            if !train && node.phase != Phase3::Forward {
+                i += 1;
+                continue;
+            }
+            if self.jit.is_some()
+                && let Some(g) = node.group
+                && self.step.groups[g.index()].nodes.first() == Some(&crate::ir::NodeId(i as u32))
+                && self.run_group(g.index(), train, lr)?
+            {
+                i += self.step.groups[g.index()].nodes.len();
+                continue;
+            }
+            self.run_node(i, train, lr)?;
+            i += 1;
+        }
+        Ok(())
     }
 
     fn load(&mut self, x: ArrayD<f32>, labels: &[u8]) -> Result<(), ExecError> {
@@ -265,9 +327,13 @@ impl Executor {
 
     /// Drops everything but the state values between steps.
     fn clear(&mut self) {
+        let keep = self.jit.is_some();
         for (i, v) in self.vals.iter_mut().enumerate() {
             if !self.step.state.iter().any(|s| s.index() == i) {
-                *v = None;
+                let t = v.take();
+                if keep {
+                    self.spare[i] = t;
+                }
             }
         }
         self.bn_cache.clear();
@@ -357,13 +423,17 @@ impl Executor {
             Op::QuantizeActivations { format, alpha } => {
                 let x = self.get(input(0))?.matrix();
                 // Quantizers would silently turn NaN into a code: stop instead.
-                self.finite(x.iter(), "the activations entering", &node)?;
+                if !x.iter().all(|v| v.is_finite()) {
+                    return Err(self.nonfinite_error(i));
+                }
                 let a = alpha.map(|p| self.params[p.index()][[0]]);
                 self.set(out(0), quantize_activations(x, format, a));
             }
             Op::QuantizeErrors { format } => {
                 let g = self.get(input(0))?.matrix();
-                self.finite(g.iter(), "the errors leaving", &node)?;
+                if !g.iter().all(|v| v.is_finite()) {
+                    return Err(self.nonfinite_error(i));
+                }
                 let (b, w) = self.quantize_errors(i, g, format);
                 self.set(out(0), b);
                 self.set(out(1), w);
@@ -505,24 +575,11 @@ impl Executor {
                         ArrayD::zeros(self.params[param.index()].raw_dim()),
                     ),
                 };
-                self.sgd(param.index(), grad, lr)?;
+                self.sgd(i, param.index(), grad, lr)?;
             }
             Op::WriteArrays { mvm } => self.write_arrays(*mvm, input(0))?,
         }
         Ok(())
-    }
-
-    fn finite<'a>(
-        &self,
-        mut xs: impl Iterator<Item = &'a f32>,
-        what: &str,
-        node: &crate::ir::Node,
-    ) -> Result<(), ExecError> {
-        if xs.all(|v| v.is_finite()) {
-            return Ok(());
-        }
-        let layer = node.layer.map_or("the network".to_string(), |l| format!("`{}`", self.step.layers[l.index()].name));
-        Err(ExecError::NonFinite { what: format!("{what} {layer}"), step: self.steps })
     }
 
     fn quantize_weights(&mut self, w: &ArrayD<f32>, format: &WeightFormat, p: usize) -> Tensor {
@@ -738,7 +795,11 @@ impl Executor {
             }
             Op::BiasAdd { param } => {
                 let g2 = g.into_dimensionality::<Ix2>().map_err(|e| ExecError::Invalid(e.to_string()))?;
-                let sum = g2.sum_axis(Axis(0));
+                // Column sums from 0, rows in order (the order the JIT keeps).
+                let mut sum = Array1::<f32>::zeros(g2.ncols());
+                for row in g2.rows() {
+                    sum += &row;
+                }
                 self.grads[param.index()] += &sum.into_dyn();
             }
             Op::ToChannelsFirst { .. } => {
@@ -748,7 +809,7 @@ impl Executor {
             Op::MaxPool { .. } => {
                 let x = &self.get(inputs[0])?.data;
                 let s = x.shape();
-                let arg = self.pool_arg.get(&i_fwd(&self.step, i)).cloned().unwrap_or_default();
+                let arg = self.pool_arg.get(&forward_node(&self.step, i)).cloned().unwrap_or_default();
                 let gx = ops::maxpool_grad(
                     (s[0], s[1], s[2], s[3]),
                     &arg,
@@ -774,7 +835,7 @@ impl Executor {
             Op::BatchNorm { gamma, beta, .. } => {
                 let x_shape = self.get(inputs[0])?.data.shape().to_vec();
                 let gcols = ops::channels_as_columns(&g);
-                let fwd = i_fwd(&self.step, i);
+                let fwd = forward_node(&self.step, i);
                 let cache = self
                     .bn_cache
                     .get(&fwd)
@@ -813,15 +874,12 @@ impl Executor {
         gx
     }
 
-    fn sgd(&mut self, p: usize, grad: ArrayD<f32>, lr: f32) -> Result<(), ExecError> {
+    fn sgd(&mut self, node: usize, p: usize, grad: ArrayD<f32>, lr: f32) -> Result<(), ExecError> {
         let kind = self.step.params[p].kind;
         let mut g =
             grad.into_shape_with_order(self.params[p].raw_dim()).map_err(|e| ExecError::Invalid(e.to_string()))?;
         if nonfinite(&g) {
-            return Err(ExecError::NonFinite {
-                what: format!("the gradient of `{}`", self.step.params[p].name),
-                step: self.steps,
-            });
+            return Err(self.nonfinite_error(node));
         }
         let w = &self.params[p];
         match kind {
@@ -860,7 +918,7 @@ impl Executor {
 
 /// The forward node a gradient node mirrors: the last forward node of the same layer with the
 /// same operation kind.
-fn i_fwd(step: &Step, grad_node: usize) -> usize {
+pub(crate) fn forward_node(step: &Step, grad_node: usize) -> usize {
     let n = &step.nodes[grad_node];
     let Op::Grad(inner) = &n.op else { return grad_node };
     step.nodes[..grad_node]
@@ -941,7 +999,7 @@ fn pact_alpha0(step: &Step, p: usize) -> f64 {
     6.0
 }
 
-fn pact_decay(step: &Step, p: usize) -> f64 {
+pub(crate) fn pact_decay(step: &Step, p: usize) -> f64 {
     for n in &step.nodes {
         if let Op::QuantizeActivations { format: ActivationFormat::Int4Pact { alpha_decay, .. }, alpha: Some(q) } =
             &n.op

@@ -59,7 +59,8 @@ fn policy(p: &RangePolicy) -> String {
     }
 }
 
-fn op_text(step: &Step, op: &Op) -> String {
+/// An operation as the text form prints it (`bias_add p1`, `grad[relu]`).
+pub fn op_text(step: &Step, op: &Op) -> String {
     match op {
         Op::QuantizeWeights { param, format } => {
             format!("quantize_weights {} {param}", weight_format(format))
