@@ -193,7 +193,18 @@ fn main() -> ExitCode {
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Quantize { format, scale, json } => run_quantize(format, &scale, json),
-        Command::Train { file, train, epochs, metrics_json, checkpoint, resume, reference, sigma_lsb, limit, no_jit } => {
+        Command::Train {
+            file,
+            train,
+            epochs,
+            metrics_json,
+            checkpoint,
+            resume,
+            reference,
+            sigma_lsb,
+            limit,
+            no_jit,
+        } => {
             let opts = train::Options {
                 epochs,
                 reference,

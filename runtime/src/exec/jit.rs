@@ -72,12 +72,14 @@ fn layout_matches(t: &Tensor, a: &Alloc) -> bool {
     }
     match (&t.quant, &a.codes) {
         (None, None) => true,
-        (Some(Quant { codes: Codes::Int { codes, bits, signed }, .. }), Some(CodeAlloc::Int { rows, cols, bits: b, signed: s })) => {
-            codes.dim() == (*rows, *cols) && bits == b && signed == s && codes.is_standard_layout()
-        }
-        (Some(Quant { codes: Codes::Radix4 { codes, levels }, .. }), Some(CodeAlloc::Radix4 { rows, cols, levels: l })) => {
-            codes.dim() == (*rows, *cols) && levels == l && codes.is_standard_layout()
-        }
+        (
+            Some(Quant { codes: Codes::Int { codes, bits, signed }, .. }),
+            Some(CodeAlloc::Int { rows, cols, bits: b, signed: s }),
+        ) => codes.dim() == (*rows, *cols) && bits == b && signed == s && codes.is_standard_layout(),
+        (
+            Some(Quant { codes: Codes::Radix4 { codes, levels }, .. }),
+            Some(CodeAlloc::Radix4 { rows, cols, levels: l }),
+        ) => codes.dim() == (*rows, *cols) && levels == l && codes.is_standard_layout(),
         _ => false,
     }
 }
@@ -168,11 +170,12 @@ impl Executor {
 
     /// Whether every value the group reads from outside has the compiled length.
     fn inputs_fit(&self, plan: &GroupPlan) -> bool {
-        plan.slots.iter().all(|s| match s.key {
-            SlotKey::Data(v) if s.after_host.is_none() && !plan.allocs.iter().any(|a| a.value == v) => {
-                self.vals[v.index()].as_ref().is_some_and(|t| t.data.len() == s.len)
+        plan.inputs.iter().all(|&(v, n)| {
+            if v == self.step.labels {
+                self.labels.len() == n
+            } else {
+                self.vals[v.index()].as_ref().is_some_and(|t| t.data.len() == n)
             }
-            _ => true,
         })
     }
 
@@ -192,6 +195,10 @@ impl Executor {
             let (ptr, elem, len): (*mut u8, Elem, usize) = match s.key {
                 SlotKey::Data(v) => {
                     let t = self.vals[v.index()].as_mut().ok_or_else(|| mismatch(&s.key, "not written"))?;
+                    if !t.data.is_standard_layout() {
+                        // A GEMM may return column-major results; kernels index row-major.
+                        t.data = t.data.as_standard_layout().into_owned();
+                    }
                     let d = t.data.as_slice_mut().ok_or_else(|| mismatch(&s.key, "not contiguous"))?;
                     (d.as_mut_ptr().cast(), Elem::F32, d.len())
                 }

@@ -16,6 +16,7 @@ use crate::config::{ActivationFormat, AdcZero, ErrorFormat, GradScaleMode, Mvm, 
 use crate::formats::{int, radix4};
 use crate::ir::{MvmId, Op, ParamKind, Phase3, Step};
 use crate::sim::{Events, Gains, InputBatch, PlaneStats, Programmed, SimError, StoredMatrix, Tile};
+pub use jit::JitStats;
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, Ix4, IxDyn};
 use policy::Running;
 use rand::{RngExt, SeedableRng};
@@ -24,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-pub use jit::JitStats;
 use tensor::{Codes, Quant, Tensor};
 
 /// Why a step could not run.
@@ -132,6 +132,8 @@ pub struct Executor {
     jit_stats: JitStats,
     /// Buffers of the last step's values, reused by compiled groups.
     spare: Vec<Option<Tensor>>,
+    /// Keep every value of the last step for inspection ([`Executor::value`]).
+    keep: bool,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -189,6 +191,7 @@ impl Executor {
             jit: None,
             jit_stats: JitStats::default(),
             spare: vec![None; step.values.len()],
+            keep: false,
             tile,
             hyper,
             step,
@@ -231,6 +234,17 @@ impl Executor {
     /// How often compiled groups ran, and how often they fell back.
     pub fn jit_stats(&self) -> JitStats {
         self.jit_stats
+    }
+
+    /// Keeps every value of the last step (or evaluation) until the next one, for
+    /// [`Executor::value`] (debugging, and the JIT's differential tests).
+    pub fn keep_values(&mut self, on: bool) {
+        self.keep = on;
+    }
+
+    /// Value `v` of the last step, when kept ([`Executor::keep_values`]) or a state value.
+    pub fn value(&self, v: crate::ir::ValueId) -> Option<&Tensor> {
+        self.vals.get(v.index())?.as_ref()
     }
 
     /// Training steps run so far.
@@ -329,7 +343,7 @@ impl Executor {
     fn clear(&mut self) {
         let keep = self.jit.is_some();
         for (i, v) in self.vals.iter_mut().enumerate() {
-            if !self.step.state.iter().any(|s| s.index() == i) {
+            if !self.keep && !self.step.state.iter().any(|s| s.index() == i) {
                 let t = v.take();
                 if keep {
                     self.spare[i] = t;
@@ -754,7 +768,11 @@ impl Executor {
                 }
             }
         };
-        let y = if self.hyper.accumulate_fp16 { y.mapv(round_fp16) } else { y };
+        let mut y = if self.hyper.accumulate_fp16 { y.mapv(round_fp16) } else { y };
+        if !y.is_standard_layout() {
+            // GEMMs may return column-major results; every consumer indexes row-major.
+            y = y.as_standard_layout().into_owned();
+        }
         Ok(Tensor::f32(y.into_dyn()))
     }
 

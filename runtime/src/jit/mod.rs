@@ -201,10 +201,7 @@ pub fn compile(step: &Step, consts: &Consts, host: abi::HostNodeFn) -> Result<Ji
     for (i, p) in plans.iter().enumerate() {
         let t = Instant::now();
         gen_.build(&mut ctx, p, consts, i as u32);
-        let id = gen_
-            .module
-            .declare_function(&format!("group{i}"), Linkage::Local, &ctx.func.signature)
-            .map_err(cg)?;
+        let id = gen_.module.declare_function(&format!("group{i}"), Linkage::Local, &ctx.func.signature).map_err(cg)?;
         gen_.module.define_function(id, &mut ctx).map_err(|e| JitError::Codegen(format!("{}: {e:?}", p.name)))?;
         gen_.module.clear_context(&mut ctx);
         ids.push(id);

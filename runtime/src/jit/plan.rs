@@ -172,6 +172,9 @@ pub struct GroupPlan {
     pub pool_args: Vec<(NodeId, usize)>,
     /// Error quantizer nodes with incremental GradScale state.
     pub gradscale_nodes: Vec<NodeId>,
+    /// Every value the group's nodes (host nodes included) read that it does not write, with
+    /// its element count: the executor runs the compiled code only when all of them have it.
+    pub inputs: Vec<(ValueId, usize)>,
 }
 
 impl GroupPlan {
@@ -209,7 +212,19 @@ pub fn plan_group(step: &Step, g: GroupId) -> Result<GroupPlan, JitError> {
         }
         kernels.push(k);
     }
+    let mut inputs: Vec<(ValueId, usize)> = Vec::new();
+    let mut written: Vec<ValueId> = Vec::new();
+    for &id in &group.nodes {
+        let node = &step.nodes[id.index()];
+        for &v in &node.inputs {
+            if !written.contains(&v) && !inputs.iter().any(|(w, _)| *w == v) {
+                inputs.push((v, numel(&step.values[v.index()].shape)));
+            }
+        }
+        written.extend(&node.outputs);
+    }
     Ok(GroupPlan {
+        inputs,
         group: g,
         name: group.name.clone(),
         nodes: group.nodes.clone(),
@@ -238,7 +253,10 @@ impl Planner<'_> {
         if let Some(&s) = self.index.get(&key) {
             let slot = &mut self.slots[s];
             if slot.elem != elem || slot.len != len {
-                return Err(JitError::Plan(format!("{key:?} used as {elem:?} x {len} and {:?} x {}", slot.elem, slot.len)));
+                return Err(JitError::Plan(format!(
+                    "{key:?} used as {elem:?} x {len} and {:?} x {}",
+                    slot.elem, slot.len
+                )));
             }
             slot.written |= written;
             return Ok(s);
@@ -512,7 +530,9 @@ impl Planner<'_> {
                 let (velocity, _) = self.param(*param, SlotKey::Velocity, true)?;
                 let lr = self.scalar(SlotKey::LearningRate, false)?;
                 let kind = match self.step.params[param.index()].kind {
-                    ParamKind::Weight => SgdKind::Weight { sawb_alpha: self.scalar(SlotKey::SawbAlpha(*param), false)? },
+                    ParamKind::Weight => {
+                        SgdKind::Weight { sawb_alpha: self.scalar(SlotKey::SawbAlpha(*param), false)? }
+                    }
                     ParamKind::PactAlpha => {
                         SgdKind::PactAlpha { decay: crate::exec::pact_decay(self.step, param.index()) as f32 }
                     }
@@ -599,10 +619,11 @@ impl Planner<'_> {
                 Kernel::Transpose { x, y, b, c, hw: h * w, inverse: true }
             }
             Op::Add => {
-                if ins.len() != 1 || outs.is_empty() {
+                // Inputs: the forward operands (unused), then the incoming gradient.
+                let (Some(&g), false) = (ins.last(), outs.is_empty()) else {
                     return Err(bad(id, "wrong number of operands"));
-                }
-                let (x, n) = self.read(ins[0])?;
+                };
+                let (x, n) = self.read(g)?;
                 let mut ys = Vec::new();
                 for &v in &outs {
                     let (y, m) = self.write(v, None)?;
