@@ -167,6 +167,8 @@ enum Emit {
     Ir,
     Mapping,
     Json,
+    /// The cranelift IR of every fusion group, as the JIT builds it.
+    Clif,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -344,7 +346,7 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
             }
         };
     }
-    let (_, steps) = match load_checked(path, after, color) {
+    let (comp, steps) = match load_checked(path, after, color) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -366,6 +368,24 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
                     return ExitCode::from(101);
                 }
             },
+            Emit::Clif => {
+                let Some(run) = comp.program.as_ref().and_then(|p| p.trains.iter().find(|r| r.name == step.name))
+                else {
+                    continue;
+                };
+                let consts = imcc_runtime::jit::Consts {
+                    momentum: run.optimizer.momentum as f32,
+                    weight_decay: run.optimizer.weight_decay as f32,
+                    nesterov: run.optimizer.nesterov,
+                };
+                match imcc_runtime::jit::clif(step, &consts) {
+                    Ok(text) => print!("; train {}\n{text}", step.name),
+                    Err(e) => {
+                        eprintln!("error: `{}`: {e}", step.name);
+                        return ExitCode::from(1);
+                    }
+                }
+            }
             Emit::Ast => unreachable!("handled above"),
         }
     }

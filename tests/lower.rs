@@ -72,3 +72,15 @@ fn unknown_train_or_pass_is_a_usage_error() {
     let out = run(&["lower", "examples/mnist_mlp.imc", "--after", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The cranelift IR the JIT builds for a few fusion groups of a small CNN: a forward epilogue
+/// with pooling, a backward epilogue with radix-4 quantization, and the optimizer step.
+#[test]
+fn clif_of_jit_kernels() {
+    let out = lower("tests/jit/kernels.imc", &["--emit", "clif"]);
+    let groups: Vec<&str> = out.split("\n; g").collect();
+    for (g, name) in [(1, "forward_epilogue_pool"), (5, "backward_epilogue"), (6, "backward_pool"), (7, "update")] {
+        let text = groups.iter().find(|t| t.starts_with(&format!("{g} "))).expect("group listed");
+        insta::assert_snapshot!(format!("clif__{name}"), format!("; g{text}"));
+    }
+}

@@ -826,5 +826,8 @@ pub fn format_role(name: &str) -> Option<&'static str> {
 
 /// Whether `ctors` is one of the operand-format lists.
 pub fn is_format_list(ctors: &[CtorSpec]) -> bool {
-    [WEIGHT_FORMATS, ACTIVATION_FORMATS, ERROR_FORMATS].iter().any(|l| std::ptr::eq(*l, ctors))
+    // By names, not addresses: constants have no guaranteed unique address (release builds
+    // may merge or duplicate them).
+    let names = |l: &[CtorSpec]| l.iter().map(|c| c.name).collect::<Vec<_>>();
+    [WEIGHT_FORMATS, ACTIVATION_FORMATS, ERROR_FORMATS].iter().any(|l| names(l) == names(ctors))
 }

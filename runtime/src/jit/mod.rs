@@ -243,15 +243,17 @@ pub fn describe(step: &Step, p: &GroupPlan) -> String {
     use std::fmt::Write;
     let mut s = format!("; {} {}: {} node(s)\n", p.group, p.name, p.nodes.len());
     for (id, k) in p.nodes.iter().zip(&p.kernels) {
-        let what = match k {
-            plan::Kernel::Host { .. } => "host call".to_string(),
-            k => format!("{k:?}").split([' ', '{']).next().unwrap_or("").to_lowercase(),
-        };
-        let _ = writeln!(s, ";   {id} {}: {what}", crate::ir::text::op_text(step, &step.nodes[id.index()].op));
+        let _ = writeln!(s, ";   {id} {}: {}", crate::ir::text::op_text(step, &step.nodes[id.index()].op), k.name());
     }
     for (i, sl) in p.slots.iter().enumerate() {
         let rw = if sl.written { "rw" } else { "r" };
         let _ = writeln!(s, ";   slot {i}: {:?} {:?} x {} {rw}", sl.key, sl.elem, sl.len);
     }
+    s.push_str(&format!(
+        ";   fn0 = {}, fn1 = {}, fn2 = {}\n",
+        abi::HOST_NODE,
+        abi::GRADSCALE,
+        abi::GRADSCALE_INCREMENTAL
+    ));
     s
 }

@@ -177,6 +177,33 @@ pub struct GroupPlan {
     pub inputs: Vec<(ValueId, usize)>,
 }
 
+impl Kernel {
+    /// The kernel's name in listings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Copy { .. } => "copy",
+            Kernel::Sum { .. } => "sum",
+            Kernel::BiasAdd { .. } => "bias_add",
+            Kernel::BiasGrad { .. } => "bias_grad",
+            Kernel::Relu { .. } => "relu",
+            Kernel::ReluGrad { .. } => "relu_grad",
+            Kernel::Clamp { .. } => "clamp",
+            Kernel::Pact { .. } => "pact_quantize",
+            Kernel::PactGrad { .. } => "pact_grad",
+            Kernel::Radix4 { .. } => "radix4_quantize",
+            Kernel::Sgd { .. } => "sgd",
+            Kernel::Sawb { .. } => "sawb_quantize",
+            Kernel::MaxPool { .. } => "max_pool",
+            Kernel::MaxPoolGrad { .. } => "max_pool_grad",
+            Kernel::AvgPool { .. } => "avg_pool",
+            Kernel::AvgPoolGrad { .. } => "avg_pool_grad",
+            Kernel::Transpose { inverse: false, .. } => "to_channels_first",
+            Kernel::Transpose { inverse: true, .. } => "to_rows",
+            Kernel::Host { .. } => "host call",
+        }
+    }
+}
+
 impl GroupPlan {
     /// Host nodes (calls back into the reference executor).
     pub fn host_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
