@@ -1,5 +1,6 @@
 //! `imcc`: the command line of the imcc compiler and simulator.
 
+mod bench_kernels;
 mod energy_cmd;
 mod quantize;
 mod render;
@@ -88,6 +89,16 @@ enum Command {
         /// Run the digital remainder on the reference executor instead of JIT-compiled code.
         #[arg(long)]
         no_jit: bool,
+        /// Instead of training speed: time every fusion group on the reference executor, as
+        /// JIT-compiled code and as hand-written Rust, and the JIT's compile time.
+        #[arg(long)]
+        kernels: bool,
+        /// With `--kernels`: only this train block (default: the first).
+        #[arg(long)]
+        train: Option<String>,
+        /// With `--kernels`: timed repetitions per group (the median is reported).
+        #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u64).range(1..))]
+        reps: u64,
     },
     /// Train the train blocks of a file and compare them: test accuracy, energy, speed.
     #[command(display_order = 3)]
@@ -220,7 +231,8 @@ fn main() -> ExitCode {
             };
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
-        Command::Bench { file, samples, no_jit } => bench_cmd(&file, samples as usize, no_jit),
+        Command::Bench { file, kernels: true, train, reps, .. } => bench_kernels_cmd(&file, train.as_deref(), reps as usize),
+        Command::Bench { file, samples, no_jit, .. } => bench_cmd(&file, samples as usize, no_jit),
         Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {
             print!("{}", imcc_compiler::reference::markdown());
@@ -453,6 +465,30 @@ fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> Exi
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": out })).unwrap_or_default());
     }
     ExitCode::SUCCESS
+}
+
+fn bench_kernels_cmd(path: &std::path::Path, train: Option<&str>, reps: usize) -> ExitCode {
+    let (comp, _) = match load_checked(path, None, use_color(ColorChoice::Auto)) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
+    let shown = path.display().to_string();
+    let runs = match select(&program.trains, |r| r.name.as_str(), train, &shown) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(run) = runs.first() else {
+        eprintln!("error: `{shown}` has no train block");
+        return ExitCode::from(1);
+    };
+    match bench_kernels::run(program, run, reps) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: `{}`: {e}", run.name);
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn bench_cmd(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {

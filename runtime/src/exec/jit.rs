@@ -23,6 +23,17 @@ pub struct JitStats {
     pub fallback: u64,
 }
 
+/// How [`Executor::run_group_as`] runs a fusion group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupMode {
+    /// Node by node on the reference executor.
+    Reference,
+    /// The JIT-compiled function.
+    Jit,
+    /// The hand-written Rust kernels (`jit::native`) on the same buffers.
+    HandWritten,
+}
+
 /// What the host callback needs, passed through the compiled function as `ctx`.
 struct HostCtx {
     exec: *mut Executor,
@@ -105,6 +116,29 @@ impl Executor {
     /// Runs group `g` as compiled code. `Ok(false)`: its inputs do not have the compiled
     /// shapes, and nothing was run (the caller runs the nodes on the reference executor).
     pub(super) fn run_group(&mut self, g: usize, train: bool, lr: f32) -> Result<bool, ExecError> {
+        self.run_group_with(g, train, lr, GroupMode::Jit)
+    }
+
+    /// Runs fusion group `g` once in `mode`, in training mode, on the values the last step
+    /// left (keep them with [`Executor::keep_values`]); for benchmarks. Needs the JIT on
+    /// (except for [`GroupMode::Reference`]). Parameters, gradients and optimizer state change
+    /// as in a real step.
+    pub fn run_group_as(&mut self, g: usize, mode: GroupMode, lr: f32) -> Result<(), ExecError> {
+        let nodes = self.step.groups.get(g).map(|x| x.nodes.clone()).unwrap_or_default();
+        if mode == GroupMode::Reference {
+            for n in nodes {
+                self.run_node(n.index(), true, lr)?;
+            }
+            return Ok(());
+        }
+        if self.run_group_with(g, true, lr, mode)? {
+            Ok(())
+        } else {
+            Err(ExecError::Invalid(format!("group g{g} cannot run compiled (JIT off, or inputs of another shape)")))
+        }
+    }
+
+    fn run_group_with(&mut self, g: usize, train: bool, lr: f32, mode: GroupMode) -> Result<bool, ExecError> {
         let Some(jit) = self.jit.clone() else { return Ok(false) };
         let Some(cg) = jit.groups.get(g) else { return Ok(false) };
         let plan = &cg.plan;
@@ -148,7 +182,13 @@ impl Executor {
         // from (slots a host node produces are bound by the host callback before any kernel
         // reads them); the buffers are distinct and stay alive and unmoved for the call, except
         // through host nodes, after which the callback rebinds the table. `ctx` outlives the call.
-        let status = unsafe { (cg.func)(table_ptr, &mut ctx as *mut HostCtx as *mut c_void) };
+        let ctx_ptr = &mut ctx as *mut HostCtx as *mut c_void;
+        let status = match mode {
+            GroupMode::HandWritten => unsafe {
+                crate::jit::native::run_group(plan, &jit.consts, table_ptr, ctx_ptr, host_node)
+            },
+            _ => unsafe { (cg.func)(table_ptr, ctx_ptr) },
+        };
         let err = ctx.err.take();
         drop(table);
         for (k, n) in plan.gradscale_nodes.iter().enumerate() {

@@ -16,7 +16,7 @@ use crate::config::{ActivationFormat, AdcZero, ErrorFormat, GradScaleMode, Mvm, 
 use crate::formats::{int, radix4};
 use crate::ir::{MvmId, Op, ParamKind, Phase3, Step};
 use crate::sim::{Events, Gains, InputBatch, PlaneStats, Programmed, SimError, StoredMatrix, Tile};
-pub use jit::JitStats;
+pub use jit::{GroupMode, JitStats};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, Ix4, IxDyn};
 use policy::Running;
 use rand::{RngExt, SeedableRng};

@@ -8,7 +8,7 @@ use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
 
 use super::abi::{Elem, Status};
 use super::emit::{Em, Lanes, mem};
-use super::plan::{Alpha, Consts, Kernel, R4Out, SgdKind, Window};
+use super::plan::{Alpha, Consts, Conv, Kernel, R4Out, SgdKind, Window};
 use crate::config::{GradScaleMode, Phase};
 
 /// Emits kernel `k`.
@@ -103,6 +103,7 @@ pub fn emit(e: &mut Em<'_>, k: &Kernel, consts: &Consts) {
         Kernel::AvgPool { x, y, win } => avg_pool(e, *x, *y, win),
         Kernel::AvgPoolGrad { g, y, win } => avg_pool_grad(e, *g, *y, win),
         Kernel::Transpose { x, y, b, c, hw, inverse } => transpose(e, *x, *y, *b, *c, *hw, *inverse),
+        Kernel::Im2col { x, y, conv, adjoint } => im2col(e, *x, *y, conv, *adjoint),
         Kernel::Host { node, .. } => {
             let id = e.b.ins().iconst(types::I32, node.0 as i64);
             let call = e.b.ins().call(e.imports.host_node, &[e.ctx, id]);
@@ -705,6 +706,82 @@ fn transpose(e: &mut Em<'_>, x: usize, y: usize, b: usize, c: usize, hw: usize, 
                 let (from, to) = if inverse { (f, r) } else { (r, f) };
                 let v = e.ld(Lanes::One, xp, from);
                 e.st(v, yp, to);
+            });
+        });
+    });
+}
+
+/// im2col: `cols[(b, oy, ox), (c, ky, kx)] = img[b, c, oy·s + ky − p, ox·s + kx − p]`, zero in
+/// the padding; col2im (`adjoint`) adds each column element into the zeroed image instead, in
+/// the same order as the reference. Taps are unrolled; a tap outside the image (an unsigned
+/// compare of its coordinates) branches around its access.
+fn im2col(e: &mut Em<'_>, x: usize, y: usize, g: &Conv, adjoint: bool) {
+    let (xp, yp) = (e.slot(x), e.slot(y));
+    let (img, cols) = if adjoint { (yp, xp) } else { (xp, yp) };
+    if adjoint {
+        zero(e, img, g.b * g.c * g.h * g.w);
+    }
+    let g = *g;
+    let ncols = g.c * g.k * g.k;
+    e.for_range(0, g.b, 1, |e, bi| {
+        e.for_range(0, g.ho, 1, |e, oy| {
+            e.for_range(0, g.wo, 1, |e, ox| {
+                // row = (bi·ho + oy)·wo + ox
+                let r = e.b.ins().imul_imm_s(bi, g.ho as i64);
+                let r = e.b.ins().iadd(r, oy);
+                let r = e.b.ins().imul_imm_s(r, g.wo as i64);
+                let r = e.b.ins().iadd(r, ox);
+                let row = e.b.ins().imul_imm_s(r, ncols as i64);
+                let oys = e.b.ins().imul_imm_s(oy, g.s as i64);
+                let oxs = e.b.ins().imul_imm_s(ox, g.s as i64);
+                e.for_range(0, g.c, 1, |e, ci| {
+                    let plane = e.b.ins().imul_imm_s(bi, g.c as i64);
+                    let plane = e.b.ins().iadd(plane, ci);
+                    let plane = e.b.ins().imul_imm_s(plane, (g.h * g.w) as i64);
+                    let col0 = e.b.ins().imul_imm_s(ci, (g.k * g.k) as i64);
+                    let col0 = e.b.ins().iadd(row, col0);
+                    for ky in 0..g.k {
+                        let iy = e.b.ins().iadd_imm_s(oys, ky as i64 - g.p as i64);
+                        let y_in = e.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, iy, g.h as i64);
+                        for kx in 0..g.k {
+                            let ix = e.b.ins().iadd_imm_s(oxs, kx as i64 - g.p as i64);
+                            let x_in = e.b.ins().icmp_imm_u(IntCC::UnsignedLessThan, ix, g.w as i64);
+                            let inside = e.b.ins().band(y_in, x_in);
+                            let col = e.b.ins().iadd_imm_s(col0, (ky * g.k + kx) as i64);
+                            let at_img = |e: &mut Em<'_>| {
+                                let i = e.b.ins().imul_imm_s(iy, g.w as i64);
+                                let i = e.b.ins().iadd(i, ix);
+                                e.b.ins().iadd(plane, i)
+                            };
+                            if adjoint {
+                                let (yes, done) = (e.b.create_block(), e.b.create_block());
+                                e.b.ins().brif(inside, yes, &[], done, &[]);
+                                e.b.switch_to_block(yes);
+                                let i = at_img(e);
+                                let v = e.ld(Lanes::One, cols, col);
+                                let cur = e.ld(Lanes::One, img, i);
+                                let s = e.b.ins().fadd(cur, v);
+                                e.st(s, img, i);
+                                e.b.ins().jump(done, &[]);
+                                e.b.switch_to_block(done);
+                            } else {
+                                let (yes, no, done) = (e.b.create_block(), e.b.create_block(), e.b.create_block());
+                                e.b.append_block_param(done, types::F32);
+                                e.b.ins().brif(inside, yes, &[], no, &[]);
+                                e.b.switch_to_block(yes);
+                                let i = at_img(e);
+                                let v = e.ld(Lanes::One, img, i);
+                                e.b.ins().jump(done, &[v.into()]);
+                                e.b.switch_to_block(no);
+                                let z = e.b.ins().f32const(0.0);
+                                e.b.ins().jump(done, &[z.into()]);
+                                e.b.switch_to_block(done);
+                                let v = e.b.block_params(done)[0];
+                                e.st(v, cols, col);
+                            }
+                        }
+                    }
+                });
             });
         });
     });

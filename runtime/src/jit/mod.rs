@@ -15,6 +15,7 @@
 pub mod abi;
 mod emit;
 mod kernels;
+pub mod native;
 pub mod plan;
 
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName, types};
@@ -72,6 +73,8 @@ pub struct JitStep {
     pub groups: Vec<CompiledGroup>,
     /// Total compile time, module setup included.
     pub compile_time: Duration,
+    /// The constants it was compiled with.
+    pub consts: Consts,
     module: Option<JITModule>,
 }
 
@@ -217,7 +220,7 @@ pub fn compile(step: &Step, consts: &Consts, host: abi::HostNodeFn) -> Result<Ji
         let func = unsafe { std::mem::transmute::<*const u8, abi::GroupFn>(ptr) };
         groups.push(CompiledGroup { plan: p, func, compile_time });
     }
-    Ok(JitStep { groups, compile_time: t0.elapsed(), module: Some(gen_.module) })
+    Ok(JitStep { groups, compile_time: t0.elapsed(), consts: *consts, module: Some(gen_.module) })
 }
 
 /// The cranelift IR of every group, as built (before optimization), for `imcc lower --emit clif`.

@@ -85,6 +85,21 @@ pub struct Window {
     pub s: usize,
 }
 
+/// A convolution's im2col geometry (image `[b, c, h, w]`, output positions `ho x wo`).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conv {
+    pub b: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub k: usize,
+    pub s: usize,
+    pub p: usize,
+}
+
 /// An inline kernel, with its slots and every constant baked in. Fields named like operands
 /// (`x`, `g`, `y`, `data`, ...) are slot indices ([`S`]); `n`, `rows`, `cols` are element counts.
 #[allow(missing_docs)]
@@ -126,6 +141,8 @@ pub enum Kernel {
     AvgPool { x: S, y: S, win: Window },
     /// Backward of average pooling.
     AvgPoolGrad { g: S, y: S, win: Window },
+    /// im2col (`adjoint`: col2im, summing overlapping patches into a zeroed image).
+    Im2col { x: S, y: S, conv: Conv, adjoint: bool },
     /// `[B·H·W, C]` rows to `[B, C, H, W]` (`inverse`: the other way).
     Transpose { x: S, y: S, b: usize, c: usize, hw: usize, inverse: bool },
     /// A node run by the reference executor through [`super::abi::HOST_NODE`].
@@ -197,6 +214,8 @@ impl Kernel {
             Kernel::MaxPoolGrad { .. } => "max_pool_grad",
             Kernel::AvgPool { .. } => "avg_pool",
             Kernel::AvgPoolGrad { .. } => "avg_pool_grad",
+            Kernel::Im2col { adjoint: false, .. } => "im2col",
+            Kernel::Im2col { adjoint: true, .. } => "col2im",
             Kernel::Transpose { inverse: false, .. } => "to_channels_first",
             Kernel::Transpose { inverse: true, .. } => "to_rows",
             Kernel::Host { .. } => "host call",
@@ -361,6 +380,21 @@ impl Planner<'_> {
         // The last window ends inside the input: (ho-1)·s + k <= h.
         debug_assert!((ho - 1) * s + k <= h && (wo - 1) * s + k <= w);
         Ok(Window { planes: b * c, h, w, ho, wo, k, s })
+    }
+
+    /// The geometry of image `img` `[B, C, H, W]` and its columns `cols` `[B·Ho·Wo, C·k·k]`.
+    fn conv(&self, id: NodeId, img: ValueId, cols: ValueId, k: usize, s: usize, p: usize) -> Result<Conv, JitError> {
+        let &[b, c, h, w] = self.shape(img)? else {
+            return Err(bad(id, "im2col needs a [B, C, H, W] image"));
+        };
+        if k == 0 || s == 0 || h + 2 * p < k || w + 2 * p < k {
+            return Err(bad(id, "window larger than its padded input"));
+        }
+        let (ho, wo) = (out_size(h, k, s, p), out_size(w, k, s, p));
+        if self.shape(cols)? != [b * ho * wo, c * k * k] {
+            return Err(bad(id, "im2col shapes do not match"));
+        }
+        Ok(Conv { b, c, h, w, ho, wo, k, s, p })
     }
 
     fn host(&mut self, id: NodeId) -> Result<Kernel, JitError> {
@@ -583,6 +617,20 @@ impl Planner<'_> {
                 Kernel::AvgPool { x, y, win }
             }
             Op::Grad(inner) => self.grad_kernel(id, inner)?,
+            Op::Im2col { kernel, stride, padding } if kernel * kernel <= 64 => {
+                arity(1, 1)?;
+                let conv = self.conv(id, ins[0], outs[0], *kernel, *stride, *padding)?;
+                let (x, _) = self.read(ins[0])?;
+                let (y, _) = self.write(outs[0], None)?;
+                Kernel::Im2col { x, y, conv, adjoint: false }
+            }
+            Op::Col2im { kernel, stride, padding } if kernel * kernel <= 64 => {
+                arity(1, 1)?;
+                let conv = self.conv(id, outs[0], ins[0], *kernel, *stride, *padding)?;
+                let (x, _) = self.read(ins[0])?;
+                let (y, _) = self.write(outs[0], None)?;
+                Kernel::Im2col { x, y, conv, adjoint: true }
+            }
             Op::Im2col { .. }
             | Op::Col2im { .. }
             | Op::BatchNorm { .. }
