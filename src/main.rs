@@ -231,7 +231,9 @@ fn main() -> ExitCode {
             };
             train_cmd(&file, train.as_deref(), &opts, metrics_json.as_deref())
         }
-        Command::Bench { file, kernels: true, train, reps, .. } => bench_kernels_cmd(&file, train.as_deref(), reps as usize),
+        Command::Bench { file, kernels: true, train, reps, .. } => {
+            bench_kernels_cmd(&file, train.as_deref(), reps as usize)
+        }
         Command::Bench { file, samples, no_jit, .. } => bench_cmd(&file, samples as usize, no_jit),
         Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {

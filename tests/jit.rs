@@ -47,9 +47,15 @@ struct Case {
 /// Runs `case` on `step`; returns the executor after the steps and an evaluation on a batch
 /// of a different size (the reference path for a partial batch), with every value kept.
 fn run(step: &Step, case: &Case, jit: bool) -> (Executor, Vec<f32>) {
+    run_as(step, case, jit, false)
+}
+
+/// As [`run`]; `hand`: the hand-written Rust kernels in place of the generated code.
+fn run_as(step: &Step, case: &Case, jit: bool, hand: bool) -> (Executor, Vec<f32>) {
     let mut ex = Executor::new(step.clone(), case.hyper.clone()).expect("executor");
     if jit {
         ex.enable_jit().expect("compiles");
+        ex.use_hand_written_kernels(hand);
     }
     ex.keep_values(true);
     let mut losses = Vec::new();
@@ -118,7 +124,13 @@ fn check(src: &str, train: &str, case: &Case) -> Result<(), TestCaseError> {
     if let Err(e) = same(&step, &a, &b) {
         return Err(TestCaseError::fail(format!("{e}\n{src}\n{case:?}")));
     }
-    prop_assert_eq!(la, lb, "losses differ");
+    prop_assert_eq!(&la, &lb, "losses differ");
+    // The benchmark's hand-written Rust baseline computes the same.
+    let (c, lc) = run_as(&step, case, true, true);
+    if let Err(e) = same(&step, &c, &b) {
+        return Err(TestCaseError::fail(format!("hand-written Rust: {e}\n{src}\n{case:?}")));
+    }
+    prop_assert_eq!(lc.iter().map(|x| x.to_bits()).collect::<Vec<u32>>(), lb, "hand-written Rust losses differ");
     Ok(())
 }
 
@@ -265,4 +277,28 @@ fn whole_runs_are_identical_with_and_without_the_jit() {
         results.push((metrics_without_speed(&m), state("imc_noisy"), state("digital")));
     }
     assert!(results[0] == results[1], "metrics or checkpoints differ between JIT and --no-jit");
+}
+
+/// A malformed step is rejected before any code is generated: by the IR verifier (a dangling
+/// value) or by the JIT's plan (operand lengths that no in-bounds kernel fits).
+#[test]
+fn malformed_steps_are_rejected_not_compiled() {
+    let src = format!(
+        "network n {{ input = [64]; fc1: dense(13); a1: relu; fc2: dense(10); loss: softmax_cross_entropy; }}\n{}{TAIL}",
+        quant(&errors(8, true, false, "current"), "int4_pact", "int4_sawb"),
+    );
+    let step = lower(&src, "t");
+    assert!(imcc_runtime::jit::plan(&step).is_ok());
+
+    let relu = step.nodes.iter().position(|n| n.op == imcc_runtime::ir::Op::Relu).expect("a relu");
+    let mut dangling = step.clone();
+    dangling.nodes[relu].inputs[0] = ValueId(10_000);
+    let err = imcc_runtime::jit::plan(&dangling).expect_err("dangling value");
+    assert!(matches!(err, imcc_runtime::jit::JitError::Verify(_)), "{err}");
+
+    let mut longer = step.clone();
+    let out = longer.nodes[relu].outputs[0];
+    longer.values[out.index()].shape[1] += 1; // the ReLU would write past its input's length
+    let err = imcc_runtime::jit::plan(&longer).expect_err("mismatched lengths");
+    assert!(err.to_string().contains("operand lengths differ"), "{err}");
 }

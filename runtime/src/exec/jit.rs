@@ -116,7 +116,7 @@ impl Executor {
     /// Runs group `g` as compiled code. `Ok(false)`: its inputs do not have the compiled
     /// shapes, and nothing was run (the caller runs the nodes on the reference executor).
     pub(super) fn run_group(&mut self, g: usize, train: bool, lr: f32) -> Result<bool, ExecError> {
-        self.run_group_with(g, train, lr, GroupMode::Jit)
+        self.run_group_with(g, train, lr, self.group_mode)
     }
 
     /// Runs fusion group `g` once in `mode`, in training mode, on the values the last step

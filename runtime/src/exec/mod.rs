@@ -134,6 +134,8 @@ pub struct Executor {
     spare: Vec<Option<Tensor>>,
     /// Keep every value of the last step for inspection ([`Executor::value`]).
     keep: bool,
+    /// How groups run when the JIT is on.
+    group_mode: GroupMode,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -192,6 +194,7 @@ impl Executor {
             jit_stats: JitStats::default(),
             spare: vec![None; step.values.len()],
             keep: false,
+            group_mode: GroupMode::Jit,
             tile,
             hyper,
             step,
@@ -218,6 +221,12 @@ impl Executor {
             self.jit = Some(Arc::new(compiled));
         }
         Ok(())
+    }
+
+    /// With the JIT on, runs groups as the hand-written Rust kernels on the same buffers instead
+    /// of the generated code (the benchmark baseline; results are identical).
+    pub fn use_hand_written_kernels(&mut self, on: bool) {
+        self.group_mode = if on { GroupMode::HandWritten } else { GroupMode::Jit };
     }
 
     /// Runs every node on the reference executor from now on.

@@ -109,10 +109,12 @@ impl Em<'_> {
         self.b.switch_to_block(done);
     }
 
-    /// Calls `f(lanes, i)` for every element index `i` of `0..n`: four vectors per iteration,
-    /// then single vectors, then scalars. `f` handles elements `i .. i + lanes`.
+    /// Calls `f(lanes, i)` for every element index `i` of `0..n`: four vectors per iteration
+    /// (when `n >= 16`), single vectors up to the last multiple of four, then scalars. `f`
+    /// handles elements `i .. i + lanes`. Short loops skip the unrolled body, which keeps code
+    /// (and compile time) small.
     pub fn map(&mut self, n: usize, mut f: impl FnMut(&mut Self, Lanes, Value)) {
-        let (n16, n4) = (n / 16 * 16, n / 4 * 4);
+        let (n16, n4) = if n >= 64 { (n / 16 * 16, n / 4 * 4) } else { (0, n / 4 * 4) };
         self.for_range(0, n16, 16, |e, i| {
             for u in 0..4 {
                 let j = e.b.ins().iadd_imm_s(i, 4 * u);
@@ -221,12 +223,12 @@ impl Em<'_> {
     }
 
     /// `f32 as i32` (saturating; NaN is 0).
-    pub fn to_int(&mut self, l: Lanes, x: Value) -> Value {
+    pub fn f2i(&mut self, l: Lanes, x: Value) -> Value {
         self.b.ins().fcvt_to_sint_sat(l.i(), x)
     }
 
     /// `i32 as f32`.
-    pub fn to_float(&mut self, l: Lanes, x: Value) -> Value {
+    pub fn i2f(&mut self, l: Lanes, x: Value) -> Value {
         self.b.ins().fcvt_from_sint(l.f(), x)
     }
 

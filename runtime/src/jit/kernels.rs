@@ -66,9 +66,9 @@ pub fn emit(e: &mut Em<'_>, k: &Kernel, consts: &Consts) {
                 let y = e.b.ins().fmul(c, f);
                 let y = e.b.ins().fdiv(y, hi);
                 let r = e.round_away(l, y);
-                let code = e.to_int(l, r);
+                let code = e.f2i(l, r);
                 e.st(code, cp, i);
-                let cf = e.to_float(l, code);
+                let cf = e.i2f(l, code);
                 let s = e.splat(l, step);
                 let d = e.b.ins().fmul(cf, s);
                 e.st(d, dp, i);
@@ -593,9 +593,9 @@ fn sawb(e: &mut Em<'_>, w: usize, alpha: usize, data: usize, codes: usize, scale
         let y = e.b.ins().fmul(s7, c);
         let y = e.b.ins().fdiv(y, hi);
         let r = e.round_away(l, y);
-        let code = e.to_int(l, r);
+        let code = e.f2i(l, r);
         e.st(code, cp, i);
-        let cf = e.to_float(l, code);
+        let cf = e.i2f(l, code);
         let st = e.splat(l, step);
         let d = e.b.ins().fmul(st, cf);
         e.st(d, dp, i);

@@ -28,6 +28,7 @@ impl Table<'_> {
     }
 
     /// A one-element slot.
+    #[allow(clippy::mut_from_ref)]
     unsafe fn scalar(&self, s: usize) -> &mut f32 {
         // SAFETY: as `get`.
         unsafe { &mut self.get::<f32>(s)[0] }
