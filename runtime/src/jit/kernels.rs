@@ -60,18 +60,8 @@ pub fn emit(e: &mut Em<'_>, k: &Kernel, consts: &Consts) {
             e.map(*n, |e, l, i| {
                 // round(clamp(x, 0, a)·15/a), then code·(a/15).
                 let v = e.ld(l, xp, i);
-                let (lo, hi) = (e.fc(l, 0.0), e.splat(l, a));
-                let c = e.clamp(l, v, lo, hi);
-                let f = e.fc(l, 15.0);
-                let y = e.b.ins().fmul(c, f);
-                let y = e.b.ins().fdiv(y, hi);
-                let r = e.round_away(l, y);
-                let code = e.f2i(l, r);
-                e.st(code, cp, i);
-                let cf = e.i2f(l, code);
-                let s = e.splat(l, step);
-                let d = e.b.ins().fmul(cf, s);
-                e.st(d, dp, i);
+                let lo = e.b.ins().f32const(0.0);
+                uniform_code(e, l, v, lo, a, 15.0, step, cp, dp, i);
             });
         }
         Kernel::PactGrad { x, g, alpha, galpha, y, n } => pact_grad(e, *x, *g, alpha, *galpha, *y, *n),
@@ -587,19 +577,37 @@ fn sawb(e: &mut Em<'_>, w: usize, alpha: usize, data: usize, codes: usize, scale
     e.map(n, |e, l, i| {
         // round(7·clamp(w, −α, α)/α) (α = 0 gives NaN, i.e. code 0, as in Rust's `as`).
         let v = e.ld(l, wp, i);
-        let (lo, hi) = (e.splat(l, neg_a), e.splat(l, a));
-        let c = e.clamp(l, v, lo, hi);
-        let s7 = e.fc(l, 7.0);
-        let y = e.b.ins().fmul(s7, c);
-        let y = e.b.ins().fdiv(y, hi);
-        let r = e.round_away(l, y);
-        let code = e.f2i(l, r);
-        e.st(code, cp, i);
-        let cf = e.i2f(l, code);
-        let st = e.splat(l, step);
-        let d = e.b.ins().fmul(st, cf);
-        e.st(d, dp, i);
+        uniform_code(e, l, v, neg_a, a, 7.0, step, cp, dp, i);
     });
+}
+
+/// The uniform quantizers' shared tail (PACT and SAWB): `code = round(levels·clamp(v, lo, hi)/hi)`
+/// stored at `codes[i]`, and `code·step` at `data[i]` (products commute exactly).
+#[allow(clippy::too_many_arguments)]
+fn uniform_code(
+    e: &mut Em<'_>,
+    l: Lanes,
+    v: Value,
+    lo: Value,
+    hi: Value,
+    levels: f32,
+    step: Value,
+    codes: Value,
+    data: Value,
+    i: Value,
+) {
+    let (lo, hi) = (e.splat(l, lo), e.splat(l, hi));
+    let c = e.clamp(l, v, lo, hi);
+    let k = e.fc(l, levels);
+    let y = e.b.ins().fmul(k, c);
+    let y = e.b.ins().fdiv(y, hi);
+    let r = e.round_away(l, y);
+    let code = e.f2i(l, r);
+    e.st(code, codes, i);
+    let cf = e.i2f(l, code);
+    let st = e.splat(l, step);
+    let d = e.b.ins().fmul(st, cf);
+    e.st(d, data, i);
 }
 
 /// Loops over every pooled output: `body(e, plane_base, out_index, oy, ox)` where `plane_base`
