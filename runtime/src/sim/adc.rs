@@ -143,6 +143,17 @@ impl CodeTable {
         }
     }
 
+    /// Heap bytes this table holds (it grows as rows are built).
+    pub fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.built.capacity()
+            + self.hot.capacity() * size_of::<u64>()
+            + self.meta.capacity() * size_of::<Meta>()
+            + self.cum.capacity() * size_of::<u32>()
+            + self.alias_prob.capacity() * size_of::<u64>()
+            + self.alias_to.capacity() * size_of::<u32>()
+    }
+
     /// The table index of integer sum `v`.
     #[inline]
     pub fn index(&self, v: i64) -> u32 {

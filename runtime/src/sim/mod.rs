@@ -13,6 +13,7 @@
 //! an input vector: both are this same MVM with another stored matrix and input kind.
 
 mod adc;
+mod cache;
 mod events;
 mod input;
 pub mod kernel;
@@ -26,12 +27,12 @@ pub use matrix::{Programmed, StoredMatrix};
 
 use crate::config::{Adaptability, AdcZero, HardwareConfig, NoiseScaling};
 use adc::{CodeTable, Converter};
+use cache::TableCache;
 use input::Schedule;
 use kernel::KernelPath;
 use ndarray::Array2;
 use ndarray::Axis;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -126,8 +127,8 @@ impl PlaneStats {
 pub struct Tile {
     hw: HardwareConfig,
     path: KernelPath,
-    /// ADC code tables per worker thread.
-    tables: Vec<Mutex<HashMap<[u64; 4], CodeTable>>>,
+    /// ADC code tables per worker thread, bounded in bytes.
+    tables: Vec<Mutex<TableCache>>,
 }
 
 /// Input vectors per parallel task (fixed, so results do not depend on the thread count).
@@ -173,14 +174,29 @@ impl Tile {
         Ok(Tile {
             hw: hw.clone(),
             path: kernel::detect(),
-            tables: (0..workers).map(|_| Mutex::new(HashMap::new())).collect(),
+            tables: (0..workers).map(|_| Mutex::new(TableCache::default())).collect(),
         })
+    }
+
+    /// Bounds the ADC code tables each worker keeps to `bytes` (default 16 MiB). Tables are
+    /// rebuilt when needed again, so results never depend on the budget.
+    pub fn with_table_budget(mut self, bytes: usize) -> Tile {
+        for t in &mut self.tables {
+            *t = Mutex::new(TableCache::with_budget(bytes));
+        }
+        self
     }
 
     /// Forces a popcount kernel (for differential tests and benchmarks); results are identical.
     pub fn with_kernel(mut self, path: KernelPath) -> Tile {
         self.path = path;
         self
+    }
+
+    /// Bytes of ADC code tables cached now, over all workers (bounded: memory stays flat
+    /// however many steps a run takes).
+    pub fn cached_table_bytes(&self) -> usize {
+        self.tables.iter().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).bytes()).sum()
     }
 
     /// The hardware.
@@ -361,7 +377,7 @@ impl Tile {
                                 ];
                                 let vmax = (rows_here as f64 * g.level_max) as i64;
                                 let vmin = if g.signed_sum { -vmax } else { 0 };
-                                let table = tables.entry(key).or_insert_with(|| CodeTable::new(conv, vmin, vmax));
+                                let table = tables.get(key, || CodeTable::new(conv, vmin, vmax));
                                 // Codes accumulate exactly as integers over the weight bits (the
                                 // near-memory shift-and-add); the plane's scale is applied once.
                                 acc.fill(0);

@@ -360,3 +360,32 @@ fn bad_parameters_and_operands_are_errors() {
             .is_err()
     );
 }
+
+#[test]
+fn code_tables_stay_within_their_budget_and_eviction_changes_nothing() {
+    // Adaptive ranges give a new gain (a new code table) at every call: memory must not grow
+    // with the number of calls, and evicting tables must not change any result.
+    let mut h = hw(256, 64, 8);
+    h.noise.sigma_lsb = 0.2;
+    let mut g = Gen(9);
+    let w = Array2::from_shape_fn((16, 200), |_| g.range(-7, 7) as i32);
+    let x = Array2::from_shape_fn((8, 200), |_| g.range(0, 15) as i32);
+    let budget = 64 << 10;
+    let mut small = Tile::new(&h).unwrap().with_table_budget(budget);
+    let mut large = Tile::new(&h).unwrap();
+    let mut ev = Events::default();
+    let p = small.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
+    let input = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
+    let mut peak = 0;
+    for call in 0..200u64 {
+        let gains = Gains::Uniform(1.0 + call as f64 * 0.013);
+        let a = small.mvm(&p, &input, &gains, call, &mut ev).unwrap();
+        let b = large.mvm(&p, &input, &gains, call, &mut ev).unwrap();
+        assert_eq!(a, b, "call {call}: eviction changed a result");
+        peak = peak.max(small.cached_table_bytes());
+    }
+    // One table over the budget at most (the one in use is never evicted).
+    let workers = rayon::current_num_threads().max(1);
+    assert!(peak <= workers * (budget + (40 << 10)), "tables grew to {peak} bytes");
+    assert!(large.cached_table_bytes() > 4 * budget, "the test must exceed the budget to mean anything");
+}

@@ -1,0 +1,79 @@
+//! The per-worker cache of ADC code tables, bounded in bytes.
+//!
+//! A table is a pure function of its key (converter, row count, sum sign), so evicting one
+//! never changes a result, only the time to build it again. Adaptive ADC ranges make gains
+//! continuous, so a long run meets new keys at every step: without a bound the cache would
+//! grow with the number of steps.
+
+use super::adc::CodeTable;
+use std::collections::HashMap;
+
+/// What identifies a code table.
+pub(crate) type TableKey = [u64; 4];
+
+/// Bytes of tables one worker may keep. A dense layer's table of 1,153 sums is about 40 KiB
+/// once built, so this holds a few hundred: every table of a step of the paper's networks.
+pub(crate) const TABLE_BUDGET_BYTES: usize = 16 << 20;
+
+#[derive(Debug)]
+struct Entry {
+    table: CodeTable,
+    /// The cache clock when the entry was last used.
+    used: u64,
+    /// Bytes counted for it when it was last measured.
+    bytes: usize,
+}
+
+/// Code tables by key, least recently used evicted first when over the byte budget.
+#[derive(Debug)]
+pub(crate) struct TableCache {
+    map: HashMap<TableKey, Entry>,
+    clock: u64,
+    budget: usize,
+}
+
+impl Default for TableCache {
+    fn default() -> Self {
+        TableCache::with_budget(TABLE_BUDGET_BYTES)
+    }
+}
+
+impl TableCache {
+    pub fn with_budget(budget: usize) -> TableCache {
+        TableCache { map: HashMap::new(), clock: 0, budget }
+    }
+
+    /// The table of `key`, built by `make` when absent. Before a new table is added, tables
+    /// are evicted (least recently used first) until the cache fits its budget; the table in
+    /// use is never evicted, so one table larger than the budget still works.
+    pub fn get(&mut self, key: TableKey, make: impl FnOnce() -> CodeTable) -> &mut CodeTable {
+        self.clock += 1;
+        if !self.map.contains_key(&key) {
+            self.shrink();
+            let table = make();
+            let bytes = table.bytes();
+            self.map.insert(key, Entry { table, used: 0, bytes });
+        }
+        let e = self.map.get_mut(&key).expect("present or just inserted");
+        e.used = self.clock;
+        &mut e.table
+    }
+
+    /// Evicts least recently used tables until the rest fit the budget.
+    fn shrink(&mut self) {
+        // Tables grow as rows are built lazily: measure them again.
+        for e in self.map.values_mut() {
+            e.bytes = e.table.bytes();
+        }
+        let mut total: usize = self.map.values().map(|e| e.bytes).sum();
+        while total > self.budget {
+            let Some((&k, _)) = self.map.iter().min_by_key(|(_, e)| e.used) else { break };
+            total -= self.map.remove(&k).map_or(0, |e| e.bytes);
+        }
+    }
+
+    /// Bytes the cached tables hold now.
+    pub fn bytes(&self) -> usize {
+        self.map.values().map(|e| e.table.bytes()).sum()
+    }
+}
