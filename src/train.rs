@@ -127,10 +127,10 @@ fn evaluate(ex: &mut Executor, d: &Dataset, input: &[usize], batch_size: usize) 
     let mut correct = 0usize;
     let n = d.test_y.len();
     let idx: Vec<usize> = (0..n).collect();
-    for chunk in idx.chunks(batch_size) {
+    for (k, chunk) in idx.chunks(batch_size).enumerate() {
         let x = batch(&d.test_x, chunk, input);
         let y: Vec<u8> = chunk.iter().map(|&i| d.test_y[i]).collect();
-        let (_, c) = ex.evaluate(x, &y).map_err(|e| e.to_string())?;
+        let (_, c) = ex.evaluate(x, &y, k as u64).map_err(|e| e.to_string())?;
         correct += c;
     }
     Ok(correct as f64 / n.max(1) as f64)

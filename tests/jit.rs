@@ -64,7 +64,7 @@ fn run_as(step: &Step, case: &Case, jit: bool, hand: bool) -> (Executor, Vec<f32
         losses.push(ex.train_batch(x, &y, 0.05 + 0.01 * k as f32).expect("trains"));
     }
     let (x, y) = batch(step, case.batch, 99);
-    let (loss, correct) = ex.evaluate(x, &y).expect("evaluates");
+    let (loss, correct) = ex.evaluate(x, &y, 0).expect("evaluates");
     losses.push(loss);
     losses.push(correct as f32);
     (ex, losses)

@@ -154,3 +154,21 @@ fn results_do_not_depend_on_the_thread_count() {
         "metrics differ between 1 and 3 threads"
     );
 }
+
+#[test]
+fn evaluating_after_every_epoch_changes_nothing_in_training() {
+    let (a, b) = (scratch("eval-each"), scratch("eval-last"));
+    ok(&train(&a, "eval_each", &[]));
+    ok(&train(&b, "eval_last", &[]));
+    let (sa, sb) = (state(&a, "eval_each"), state(&b, "eval_last"));
+    assert!(sa["params"] == sb["params"], "master weights differ");
+    assert!(sa["adc"] == sb["adc"], "ADC running statistics differ");
+    let (ma, mb) = (metrics(&a.join("metrics.json")), metrics(&b.join("metrics.json")));
+    for e in 0..3 {
+        assert_eq!(ma["runs"][0]["epochs"][e]["train_loss"], mb["runs"][0]["epochs"][e]["train_loss"]);
+        assert_eq!(ma["runs"][0]["epochs"][e]["energy_joules"], mb["runs"][0]["epochs"][e]["energy_joules"]);
+    }
+    assert_eq!(ma["runs"][0]["final_test_accuracy"], mb["runs"][0]["final_test_accuracy"]);
+    assert!(ma["runs"][0]["epochs"][0]["test_accuracy"].is_number());
+    assert!(mb["runs"][0]["epochs"][0]["test_accuracy"].is_null());
+}

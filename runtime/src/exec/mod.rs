@@ -136,7 +136,13 @@ pub struct Executor {
     keep: bool,
     /// How groups run when the JIT is on.
     group_mode: GroupMode,
+    /// The test batch being evaluated, while [`Executor::evaluate`] runs: it picks the noise
+    /// streams, and stops the ADC statistics from learning from test data.
+    eval_batch: Option<u64>,
 }
+
+/// Seeds evaluation noise apart from every training step's (`mix` of this and the step count).
+const EVAL_NOISE_DOMAIN: u64 = 0xE7A1_5EED_0000_0000;
 
 fn mix(a: u64, b: u64) -> u64 {
     let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -195,6 +201,7 @@ impl Executor {
             spare: vec![None; step.values.len()],
             keep: false,
             group_mode: GroupMode::Jit,
+            eval_batch: None,
             tile,
             hyper,
             step,
@@ -283,9 +290,26 @@ impl Executor {
         Ok(loss)
     }
 
-    /// The forward pass only (batch-norm in inference mode, no statistics updated): the loss and
-    /// the number of correct predictions.
-    pub fn evaluate(&mut self, x: ArrayD<f32>, labels: &[u8]) -> Result<(f32, usize), ExecError> {
+    /// The forward pass only: the loss and the number of correct predictions. `batch` numbers
+    /// the test batch within one evaluation and picks its own noise streams.
+    ///
+    /// Evaluation leaves no trace on training: batch-norm runs in inference mode, the ADC
+    /// running statistics are read but not updated, the noise streams are disjoint from every
+    /// training step's, and its simulator events and MACs are not counted
+    /// ([`Executor::take_counts`] returns what training did).
+    pub fn evaluate(&mut self, x: ArrayD<f32>, labels: &[u8], batch: u64) -> Result<(f32, usize), ExecError> {
+        let counts = self.counts.clone();
+        self.eval_batch = Some(batch);
+        let r = self.evaluate_inner(x, labels);
+        self.eval_batch = None;
+        self.counts = counts;
+        if r.is_err() {
+            self.clear();
+        }
+        r
+    }
+
+    fn evaluate_inner(&mut self, x: ArrayD<f32>, labels: &[u8]) -> Result<(f32, usize), ExecError> {
         self.load(x, labels)?;
         self.run_nodes(false, 0.0)?;
         let mut correct = 0;
@@ -726,14 +750,14 @@ impl Executor {
                     _ => ((1u64 << (hw.adc.bits - 1)) - 1) as f64,
                 };
                 let running = &mut self.adc[m.index()];
-                if running.len() != fs.len() {
+                if running.len() != fs.len() && self.eval_batch.is_none() {
                     running.resize(fs.len(), Running::default());
                 }
                 let gains: Vec<f64> = fs
                     .iter()
                     .enumerate()
                     .map(|(k, &f)| {
-                        running[k].gain(
+                        running.get(k).copied().unwrap_or_default().gain(
                             &plan.policy,
                             f,
                             cmax,
@@ -744,11 +768,17 @@ impl Executor {
                     .collect();
                 let mut ev = Events::default();
                 let mut stats = PlaneStats::default();
-                let seed = mix(mix(self.hyper.seed, self.steps), 0x5EED_0000 + m.0 as u64);
+                let stream = match self.eval_batch {
+                    None => mix(self.hyper.seed, self.steps),
+                    Some(b) => mix(mix(self.hyper.seed ^ EVAL_NOISE_DOMAIN, self.steps), b),
+                };
+                let seed = mix(stream, 0x5EED_0000 + m.0 as u64);
                 let y = tile.mvm_with_stats(p, &input, &Gains::PerPlane(gains), seed, &mut ev, &mut stats)?;
-                let momentum = Running::momentum(&plan.policy);
-                for (k, r) in running.iter_mut().enumerate() {
-                    r.update(&stats, k, momentum);
+                if self.eval_batch.is_none() {
+                    let momentum = Running::momentum(&plan.policy);
+                    for (k, r) in running.iter_mut().enumerate() {
+                        r.update(&stats, k, momentum);
+                    }
                 }
                 counts.events += ev;
                 let scale = sq.scale as f64 * xq.scale as f64;
