@@ -84,13 +84,21 @@ pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String>
         rows.push(Row { name, nodes, hosts, times });
     }
 
-    println!(
+    outln!(
         "fusion groups of `{}` (batch {}): reference executor vs JIT vs hand-written Rust, median of {reps}",
-        run.name, step.batch
+        run.name,
+        step.batch
     );
-    println!(
+    outln!(
         "{:<44} {:>5} {:>4} {:>12} {:>10} {:>12} {:>9} {:>10}",
-        "group", "nodes", "host", "reference µs", "JIT µs", "Rust µs", "ref/JIT", "JIT/Rust"
+        "group",
+        "nodes",
+        "host",
+        "reference µs",
+        "JIT µs",
+        "Rust µs",
+        "ref/JIT",
+        "JIT/Rust"
     );
     let mut total = [Duration::ZERO; 3];
     for r in &rows {
@@ -98,7 +106,7 @@ pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String>
             *t += d;
         }
         let name: String = r.name.chars().take(44).collect();
-        println!(
+        outln!(
             "{:<44} {:>5} {:>4} {:>12.1} {:>10.1} {:>12.1} {:>8.2}x {:>9.2}x",
             name,
             r.nodes,
@@ -110,7 +118,7 @@ pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String>
             us(r.times[1]) / us(r.times[2]),
         );
     }
-    println!(
+    outln!(
         "{:<44} {:>5} {:>4} {:>12.1} {:>10.1} {:>12.1} {:>8.2}x {:>9.2}x",
         "digital remainder (all groups)",
         "",
@@ -121,7 +129,7 @@ pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String>
         us(total[0]) / us(total[1]),
         us(total[1]) / us(total[2]),
     );
-    println!(
+    outln!(
         "JIT compile time: {:.2} ms for {} groups (median of 5, module setup included; slowest group {:.2} ms)",
         compile.as_secs_f64() * 1e3,
         per_group.len(),

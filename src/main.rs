@@ -1,6 +1,9 @@
 //! `imcc`: the command line of the imcc compiler and simulator.
 
+#[macro_use]
+mod output;
 mod bench_kernels;
+mod durable;
 mod energy_cmd;
 mod quantize;
 mod render;
@@ -11,7 +14,8 @@ use imcc_compiler::codes::Code;
 use imcc_compiler::diagnostic::Severity;
 use imcc_compiler::loader::{FsLoader, read_source};
 use imcc_compiler::{Compilation, lower};
-use std::io::{IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -197,7 +201,11 @@ enum ColorChoice {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    output::finish(run(cli.command))
+}
+
+fn run(command: Command) -> ExitCode {
+    match command {
         Command::Check { files, message_format, color, deny_warnings } => {
             check(&files, message_format, use_color(color), deny_warnings)
         }
@@ -237,7 +245,7 @@ fn main() -> ExitCode {
         Command::Bench { file, samples, no_jit, .. } => bench_cmd(&file, samples as usize, no_jit),
         Command::Energy { file, train, json } => energy_cmd_run(&file, train.as_deref(), json),
         Command::Reference => {
-            print!("{}", imcc_compiler::reference::markdown());
+            out!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS
         }
     }
@@ -288,18 +296,18 @@ fn load_checked(
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), ExitCode> {
     let shown = path.display().to_string();
     let text = read_source(path).map_err(|e| {
-        eprintln!("error: cannot read `{shown}`: {}", e.0);
+        errln!("error: cannot read `{shown}`: {}", e.0);
         ExitCode::from(2)
     })?;
     let (comp, steps) = compile_and_lower(path, &shown, &text, after).map_err(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         ExitCode::from(101)
     })?;
     for d in &comp.diagnostics {
-        eprint!("{}", render::human(&comp.sources, d, color));
+        err!("{}", render::human(&comp.sources, d, color));
     }
     if comp.has_errors() {
-        eprintln!("error: `{shown}` failed to check");
+        errln!("error: `{shown}` failed to check");
         return Err(ExitCode::from(1));
     }
     Ok((comp, steps))
@@ -317,9 +325,9 @@ fn select<'a, T>(
         let names: Vec<&str> = items.iter().map(&name).collect();
         match only {
             Some(t) => {
-                eprintln!("error: `{shown}` has no train block `{t}`; its train blocks are: {}", names.join(", "))
+                errln!("error: `{shown}` has no train block `{t}`; its train blocks are: {}", names.join(", "))
             }
-            None => eprintln!("error: `{shown}` has no train block"),
+            None => errln!("error: `{shown}` has no train block"),
         }
         return Err(ExitCode::from(2));
     }
@@ -345,17 +353,17 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
     if let Some(a) = after
         && !lower::PASSES.contains(&a)
     {
-        eprintln!("error: unknown pass `{a}`; the passes are {}", lower::PASSES.join(", "));
+        errln!("error: unknown pass `{a}`; the passes are {}", lower::PASSES.join(", "));
         return ExitCode::from(2);
     }
     if emit == Emit::Ast {
         return match read_source(path) {
             Ok(text) => {
-                println!("{:#?}", imcc_compiler::syntax::parse(imcc_compiler::span::FileId(0), &text).0);
+                outln!("{:#?}", imcc_compiler::syntax::parse(imcc_compiler::span::FileId(0), &text).0);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: cannot read `{shown}`: {}", e.0);
+                errln!("error: cannot read `{shown}`: {}", e.0);
                 ExitCode::from(2)
             }
         };
@@ -370,15 +378,15 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
     };
     for (i, step) in selected.iter().enumerate() {
         if i > 0 && emit != Emit::Json {
-            println!();
+            outln!();
         }
         match emit {
-            Emit::Ir => print!("{}", imcc_runtime::ir::text::print(step)),
-            Emit::Mapping => print!("{}", imcc_runtime::ir::text::mapping_summary(step)),
+            Emit::Ir => out!("{}", imcc_runtime::ir::text::print(step)),
+            Emit::Mapping => out!("{}", imcc_runtime::ir::text::mapping_summary(step)),
             Emit::Json => match serde_json::to_string(step) {
-                Ok(j) => println!("{j}"),
+                Ok(j) => outln!("{j}"),
                 Err(e) => {
-                    eprintln!("error: cannot serialize the IR: {e}");
+                    errln!("error: cannot serialize the IR: {e}");
                     return ExitCode::from(101);
                 }
             },
@@ -393,9 +401,9 @@ fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Opt
                     nesterov: run.optimizer.nesterov,
                 };
                 match imcc_runtime::jit::clif(step, &consts) {
-                    Ok(text) => print!("; train {}\n{text}", step.name),
+                    Ok(text) => out!("; train {}\n{text}", step.name),
                     Err(e) => {
-                        eprintln!("error: `{}`: {e}", step.name);
+                        errln!("error: `{}`: {e}", step.name);
                         return ExitCode::from(1);
                     }
                 }
@@ -417,33 +425,51 @@ fn train_cmd(
         Err(code) => return code,
     };
     let Some(program) = &comp.program else { return ExitCode::from(1) };
+    // Outputs are checked before hours of training, not after.
+    for p in metrics.iter().copied() {
+        if let Err(e) = durable::check_writable(p) {
+            errln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runs = program.trains.iter().filter(|r| names.contains(&r.name));
     let mut results = Vec::new();
+    let mut failed = Vec::new();
+    let mut status = ExitCode::SUCCESS;
     for run in runs {
         match train::run(program, run, opts) {
             Ok(m) => {
-                println!(
+                outln!(
                     "{}: test accuracy {:.4}, {:.3e} J per training sample, {:.0} samples/s",
-                    m.name, m.final_test_accuracy, m.energy_joules_per_sample, m.samples_per_second
+                    m.name,
+                    m.final_test_accuracy,
+                    m.energy_joules_per_sample,
+                    m.samples_per_second
                 );
                 results.push(m);
             }
             Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
+                // The other runs are independent: record the failure and go on.
+                errln!("error: {e}");
+                failed.push(serde_json::json!({ "name": run.name, "error": e }));
+                status = ExitCode::from(1);
+            }
+        }
+        // Rewritten after every run, so finished runs survive whatever happens to later ones.
+        if let Some(p) = metrics {
+            let json = serde_json::json!({ "runs": results, "failed": failed });
+            let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+            if let Err(e) = durable::write_atomic(p, text.as_bytes()) {
+                errln!("error: {e}");
+                status = ExitCode::from(2);
             }
         }
     }
-    println!();
-    print!("{}", train::table(&results));
-    if let Some(p) = metrics {
-        let json = serde_json::json!({ "runs": results });
-        if let Err(e) = std::fs::write(p, serde_json::to_string_pretty(&json).unwrap_or_default()) {
-            eprintln!("error: cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
-        }
+    if !results.is_empty() {
+        outln!();
+        out!("{}", train::table(&results));
     }
-    ExitCode::SUCCESS
+    status
 }
 
 fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
@@ -460,11 +486,11 @@ fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> Exi
         if json {
             out.push(r.json);
         } else {
-            println!("{}", r.text);
+            outln!("{}", r.text);
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": out })).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": out })).unwrap_or_default());
     }
     ExitCode::SUCCESS
 }
@@ -481,13 +507,13 @@ fn bench_kernels_cmd(path: &std::path::Path, train: Option<&str>, reps: usize) -
         Err(code) => return code,
     };
     let Some(run) = runs.first() else {
-        eprintln!("error: `{shown}` has no train block");
+        errln!("error: `{shown}` has no train block");
         return ExitCode::from(1);
     };
     match bench_kernels::run(program, run, reps) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: `{}`: {e}", run.name);
+            errln!("error: `{}`: {e}", run.name);
             ExitCode::from(1)
         }
     }
@@ -511,8 +537,8 @@ fn bench_cmd(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {
         jit: !no_jit,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("training speed, {samples} samples per run, {threads} threads available");
-    println!("{:<16} {:<16} {:>12} {:>14}", "run", "policy", "samples/s", "vs reference");
+    outln!("training speed, {samples} samples per run, {threads} threads available");
+    outln!("{:<16} {:<16} {:>12} {:>14}", "run", "policy", "samples/s", "vs reference");
     let mut reference = None;
     let mut rows = Vec::new();
     for run in &program.trains {
@@ -524,28 +550,26 @@ fn bench_cmd(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {
                 rows.push(m);
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return ExitCode::from(1);
             }
         }
     }
     for m in rows {
         let ratio = reference.map_or("-".to_string(), |r| format!("{:.3}x", m.samples_per_second / r));
-        println!("{:<16} {:<16} {:>12.0} {:>14}", m.name, m.policy, m.samples_per_second, ratio);
+        outln!("{:<16} {:<16} {:>12.0} {:>14}", m.name, m.policy, m.samples_per_second, ratio);
     }
     ExitCode::SUCCESS
 }
 
 fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: bool) -> ExitCode {
     let mut worst = 0u8;
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
     for path in files {
         let shown = path.display().to_string();
         let text = match read_source(path) {
             Ok(t) => t,
             Err(e) => {
-                let _ = writeln!(stderr.lock(), "error: cannot read `{shown}`: {}", e.0);
+                errln!("error: cannot read `{shown}`: {}", e.0);
                 worst = worst.max(2);
                 continue;
             }
@@ -553,7 +577,7 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
         let comp = match compile_and_lower(path, &shown, &text, None) {
             Ok((comp, _)) => comp,
             Err(e) => {
-                let _ = writeln!(stderr.lock(), "error: {e}");
+                errln!("error: {e}");
                 worst = worst.max(101);
                 continue;
             }
@@ -563,26 +587,25 @@ fn check(files: &[PathBuf], format: MessageFormat, color: bool, deny_warnings: b
         for d in comp.diagnostics.iter().take(MAX_RENDERED) {
             match format {
                 MessageFormat::Human => {
-                    let _ = write!(stderr.lock(), "{}", render::human(&comp.sources, d, color));
+                    err!("{}", render::human(&comp.sources, d, color));
                 }
                 MessageFormat::Json => {
-                    let _ = writeln!(stdout.lock(), "{}", render::json(&comp.sources, d));
+                    outln!("{}", render::json(&comp.sources, d));
                 }
             }
         }
         let failed = errors > 0 || (deny_warnings && warnings > 0);
         if let MessageFormat::Human = format {
-            let mut err = stderr.lock();
             if comp.diagnostics.len() > MAX_RENDERED {
-                let _ = writeln!(err, "note: {} more diagnostics not shown", comp.diagnostics.len() - MAX_RENDERED);
+                errln!("note: {} more diagnostics not shown", comp.diagnostics.len() - MAX_RENDERED);
             }
             let counts = plural(errors, "error")
                 + &if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
             if failed {
-                let _ = writeln!(err, "error: `{shown}` failed to check: {counts}");
+                errln!("error: `{shown}` failed to check: {counts}");
             } else {
                 let runs = comp.program.as_ref().map_or(0, |p| p.trains.len());
-                let _ = writeln!(stdout.lock(), "ok: `{shown}`: {} ({counts})", plural(runs, "train block"));
+                outln!("ok: `{shown}`: {} ({counts})", plural(runs, "train block"));
             }
         }
         if failed {
@@ -598,29 +621,33 @@ fn run_quantize(format: quantize::Format, scale: &str, json: bool) -> ExitCode {
         s => match s.parse::<f32>() {
             Ok(v) => Some(v),
             Err(_) => {
-                eprintln!("error: --scale must be `auto` or a number, not `{s}`");
+                errln!("error: --scale must be `auto` or a number, not `{s}`");
                 return ExitCode::from(2);
             }
         },
     };
     let mut text = String::new();
     if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
-        eprintln!("error: cannot read standard input: {e}");
+        errln!("error: cannot read standard input: {e}");
         return ExitCode::from(1);
     }
     let result = quantize::parse_numbers(&text).and_then(|x| quantize::quantize(format, &x, scale));
     match result {
         Ok((s, values)) => {
-            let mut out = std::io::stdout().lock();
-            let _ = if json {
-                writeln!(out, "{}", serde_json::json!({ "scale": s, "values": values }))
+            if json {
+                outln!("{}", serde_json::json!({ "scale": s, "values": values }));
             } else {
-                values.iter().try_for_each(|v| writeln!(out, "{v}"))
-            };
+                // One write for the whole output, not one per line.
+                let mut text = String::with_capacity(values.len() * 12);
+                for v in &values {
+                    let _ = writeln!(text, "{v}");
+                }
+                out!("{text}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(1)
         }
     }
@@ -633,18 +660,18 @@ fn plural(n: usize, what: &str) -> String {
 fn explain(code: Option<&str>, list: bool) -> ExitCode {
     if list {
         for c in Code::ALL {
-            println!("{}  {}", c.as_str(), c.title());
+            outln!("{}  {}", c.as_str(), c.title());
         }
         return ExitCode::SUCCESS;
     }
     let text = code.unwrap_or_default();
     match Code::parse(text) {
         Some(c) => {
-            println!("{}: {}\n\n{}", c.as_str(), c.title(), c.explanation().trim_end());
+            outln!("{}: {}\n\n{}", c.as_str(), c.title(), c.explanation().trim_end());
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!("error: `{text}` is not a diagnostic code; `imcc explain --list` lists them");
+            errln!("error: `{text}` is not a diagnostic code; `imcc explain --list` lists them");
             ExitCode::from(2)
         }
     }

@@ -136,10 +136,12 @@ fn evaluate(ex: &mut Executor, d: &Dataset, input: &[usize], batch_size: usize) 
     Ok(correct as f64 / n.max(1) as f64)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+fn lower_run(program: &imcc_compiler::program::Program, run: &TrainRun) -> Result<Step, String> {
+    match lower::lower(program, run, None) {
+        Ok(s) => Ok(s),
+        Err(lower::LowerError::Diagnostics(_)) => Err(format!("`{}` cannot be lowered; run `imcc check`", run.name)),
+        Err(lower::LowerError::Internal(e)) => Err(format!("internal compiler error: {e}")),
+    }
 }
 
 /// Trains one run; returns its metrics.
@@ -152,13 +154,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         run.hardware.noise.sigma_lsb = s;
     }
     let epochs = opts.epochs.unwrap_or(run.epochs);
-    let step = match lower::lower(program, &run, None) {
-        Ok(s) => s,
-        Err(lower::LowerError::Diagnostics(_)) => {
-            return Err(format!("`{}` cannot be lowered; run `imcc check`", run.name));
-        }
-        Err(lower::LowerError::Internal(e)) => return Err(format!("internal compiler error: {e}")),
-    };
+    let step = lower_run(program, &run)?;
     let input: Vec<usize> = step.value(step.input).shape[1..].to_vec();
     let d = load_data(&run.data, run.seed)?;
     let features: usize = input.iter().product();
@@ -169,6 +165,10 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         ));
     }
     let n_train = opts.limit.map_or(d.train_y.len(), |l| l.min(d.train_y.len()));
+    // The last batch of an epoch may be short; its energy is priced at its own size (operand
+    // moves and the digital remainder scale with the batch), from the step lowered at that size.
+    let tail = n_train % run.batch;
+    let tail_step = if tail > 0 { Some(lower_run(program, &TrainRun { batch: tail, ..run.clone() })?) } else { None };
     let hyper = Hyper {
         momentum: run.optimizer.momentum as f32,
         weight_decay: run.optimizer.weight_decay as f32,
@@ -240,7 +240,8 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
             batches += 1;
             samples += chunk.len() as u64;
             trained_now += chunk.len() as u64;
-            add_energy(&step, &ex.take_counts(), &mut energy_total, &mut breakdown);
+            let priced = if chunk.len() == run.batch { &step } else { tail_step.as_ref().unwrap_or(&step) };
+            add_energy(priced, &ex.take_counts(), &mut energy_total, &mut breakdown);
             bar.inc(1);
             let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             let acc = metrics
@@ -279,7 +280,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
                 metrics: metrics.clone(),
                 state: ex.state(),
             };
-            write_atomic(path, serde_json::to_string(&c).map_err(|e| e.to_string())?.as_bytes())?;
+            crate::durable::write_atomic(path, serde_json::to_string(&c).map_err(|e| e.to_string())?.as_bytes())?;
         }
     }
     bar.finish_and_clear();

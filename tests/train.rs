@@ -39,13 +39,14 @@ fn train(dir: &Path, train: &str, extra: &[&str]) -> Output {
         "tests/train/exact.imc",
         "--train",
         train,
-        "--limit",
-        "256",
         "--metrics-json",
         m.to_str().unwrap(),
         "--checkpoint",
         c.to_str().unwrap(),
     ];
+    if !extra.contains(&"--limit") {
+        args.extend_from_slice(&["--limit", "256"]);
+    }
     args.extend_from_slice(extra);
     imcc(&args)
 }
@@ -171,4 +172,18 @@ fn evaluating_after_every_epoch_changes_nothing_in_training() {
     assert_eq!(ma["runs"][0]["final_test_accuracy"], mb["runs"][0]["final_test_accuracy"]);
     assert!(ma["runs"][0]["epochs"][0]["test_accuracy"].is_number());
     assert!(mb["runs"][0]["epochs"][0]["test_accuracy"].is_null());
+}
+
+#[test]
+fn a_short_last_batch_is_priced_at_its_own_size() {
+    let per_sample = |limit: &str| {
+        let d = scratch(&format!("tail-{limit}"));
+        ok(&train(&d, "imc_noisy", &["--limit", limit]));
+        metrics(&d.join("metrics.json"))["runs"][0]["energy_joules_per_sample"].as_f64().expect("energy")
+    };
+    let (full, one_more) = (per_sample("64"), per_sample("65"));
+    // One extra sample is one more step of batch 1: per sample it costs more (the update and the
+    // array writes are per step), but nothing like a whole batch's operand moves and remainder.
+    let ratio = one_more / full;
+    assert!((0.98..1.08).contains(&ratio), "J/sample with one sample more: {ratio}x");
 }
