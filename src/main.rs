@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod bench_kernels;
+mod checkpoint;
 mod durable;
 mod energy_cmd;
 mod quantize;
@@ -26,7 +27,8 @@ const MAX_RENDERED: usize = 100;
 #[command(
     name = "imcc",
     version,
-    about = "Compiler and simulator for training neural networks on in-memory-computing hardware"
+    about = "Compiler and simulator for training neural networks on in-memory-computing hardware",
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -118,12 +120,18 @@ enum Command {
         /// Write `{"runs": [...]}` metrics to this file.
         #[arg(long)]
         metrics_json: Option<PathBuf>,
-        /// Write a checkpoint per run into this directory after every epoch.
+        /// Write a checkpoint per run into this directory after every epoch (locked while
+        /// training; an existing checkpoint is never overwritten without --resume).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Continue from the checkpoints in `--checkpoint DIR`.
-        #[arg(long)]
+        /// Continue from the checkpoints in `--checkpoint DIR`; a run whose settings differ
+        /// from its checkpoint's is refused, naming the differences.
+        #[arg(long, requires = "checkpoint")]
         resume: bool,
+        /// With --resume: continue although the learning rate, schedule, batch, sample limit,
+        /// noise or chip differ from the checkpoint's (the seed and the data never may).
+        #[arg(long, requires = "resume")]
+        accept_changes: bool,
         /// Run the f32 reference (no quantization, no IMC) of each run instead.
         #[arg(long)]
         reference: bool,
@@ -221,6 +229,7 @@ fn run(command: Command) -> ExitCode {
             metrics_json,
             checkpoint,
             resume,
+            accept_changes,
             reference,
             sigma_lsb,
             limit,
@@ -233,6 +242,7 @@ fn run(command: Command) -> ExitCode {
                 limit: limit.map(|l| l as usize),
                 checkpoint,
                 resume,
+                accept_changes,
                 progress: std::io::stderr().is_terminal(),
                 eval: true,
                 jit: !no_jit,
@@ -432,7 +442,17 @@ fn train_cmd(
             return ExitCode::from(2);
         }
     }
-    let runs = program.trains.iter().filter(|r| names.contains(&r.name));
+    let runs: Vec<_> = program.trains.iter().filter(|r| names.contains(&r.name)).collect();
+    let _lock = match &opts.checkpoint {
+        Some(dir) => match prepare_checkpoints(dir, &runs, opts) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                errln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let mut results = Vec::new();
     let mut failed = Vec::new();
     let mut status = ExitCode::SUCCESS;
@@ -470,6 +490,32 @@ fn train_cmd(
         out!("{}", train::table(&results));
     }
     status
+}
+
+/// Before training: locks the checkpoint directory, and checks that a resume finds something
+/// to resume and that a fresh run overwrites no checkpoint.
+fn prepare_checkpoints(
+    dir: &std::path::Path,
+    runs: &[&imcc_compiler::program::TrainRun],
+    opts: &train::Options,
+) -> Result<checkpoint::DirLock, String> {
+    if opts.resume && !dir.is_dir() {
+        return Err(format!("--resume: {} is not a directory", dir.display()));
+    }
+    let lock = checkpoint::lock_dir(dir)?;
+    let paths: Vec<_> = runs.iter().map(|r| checkpoint::path(dir, &r.name, opts.reference || r.reference)).collect();
+    if opts.resume {
+        if !paths.iter().any(|p| p.exists()) {
+            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(format!("--resume: no checkpoint to resume (looked for {})", list.join(", ")));
+        }
+    } else if let Some(p) = paths.iter().find(|p| p.exists()) {
+        return Err(format!(
+            "{} exists: --resume continues it; to start over, remove it or use another directory",
+            p.display()
+        ));
+    }
+    Ok(lock)
 }
 
 fn energy_cmd_run(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
@@ -532,6 +578,7 @@ fn bench_cmd(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {
         limit: Some(samples),
         checkpoint: None,
         resume: false,
+        accept_changes: false,
         progress: false,
         eval: false,
         jit: !no_jit,

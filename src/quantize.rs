@@ -117,7 +117,8 @@ pub fn quantize(format: Format, x: &[f32], scale: Option<f32>) -> Result<(f32, V
         Format::Int8 => match scale {
             None => int::int8(&x, &mut out) * 127.0,
             Some(m) => {
-                out.zip_mut_with(&x, |o, &v| *o = (v * (127.0 / m)).round().clamp(-127.0, 127.0) * (m / 127.0));
+                let m64 = m as f64;
+                out.zip_mut_with(&x, |o, &v| *o = (int::int8_code(v, m).clamp(-127, 127) as f64 * m64 / 127.0) as f32);
                 m
             }
         },
@@ -128,6 +129,21 @@ pub fn quantize(format: Format, x: &[f32], scale: Option<f32>) -> Result<(f32, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finite_input_gives_finite_output_at_any_scale() {
+        let x = [1.0f32, -3.0e38, 1e-40, 0.0];
+        for f in [Format::Radix4, Format::Radix4Odd, Format::Int8] {
+            for s in [None, Some(1e-45), Some(1e-30), Some(f32::MAX)] {
+                let (_, v) = quantize(f, &x, s).unwrap();
+                assert!(v.iter().all(|v| v.is_finite()), "{f:?} at scale {s:?}: {v:?}");
+            }
+        }
+        let (_, v) = quantize(Format::Int8, &[1e-38, 0.5e-38], None).unwrap();
+        assert!(v.iter().all(|v| v.is_finite()), "{v:?}");
+        let (_, v) = quantize(Format::Int8, &[f32::MAX, 1.0], None).unwrap();
+        assert_eq!(v[0], f32::MAX);
+    }
 
     #[test]
     fn worked_example_through_the_command_path() {

@@ -1,12 +1,13 @@
 //! `imcc train`: runs the train blocks of a file, with progress, a results table, metrics JSON
 //! and checkpoints.
 
+use crate::checkpoint::{self, Checkpoint, RunRecord};
 use imcc_compiler::lower;
 use imcc_compiler::program::{DataSet, Schedule, TrainRun};
 use imcc_runtime::config::{Mvm, Precision};
 use imcc_runtime::data::{self, Dataset};
 use imcc_runtime::energy;
-use imcc_runtime::exec::{Executor, Hyper, MvmCounts, TrainState};
+use imcc_runtime::exec::{Executor, Hyper, MvmCounts};
 use imcc_runtime::ir::Step;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -29,6 +30,8 @@ pub struct Options {
     pub checkpoint: Option<PathBuf>,
     /// Resume from the checkpoint directory.
     pub resume: bool,
+    /// On resume, accept settings that differ from the checkpoint's (not the seed or the data).
+    pub accept_changes: bool,
     /// Show a progress bar.
     pub progress: bool,
     /// Evaluate on the test set (off for speed measurements).
@@ -70,21 +73,6 @@ pub struct RunMetrics {
     #[serde(default)]
     pub samples_per_second: f64,
 }
-
-/// A checkpoint: the executor's state plus where the run is.
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    format: String,
-    train: String,
-    epochs_done: u64,
-    samples: u64,
-    energy: f64,
-    breakdown: BTreeMap<String, BTreeMap<String, f64>>,
-    metrics: Vec<EpochMetrics>,
-    state: TrainState,
-}
-
-const CHECKPOINT_FORMAT: &str = "imcc-checkpoint-1";
 
 fn load_data(d: &DataSet, seed: u64) -> Result<Dataset, String> {
     let r = match d {
@@ -134,6 +122,44 @@ fn evaluate(ex: &mut Executor, d: &Dataset, input: &[usize], batch_size: usize) 
         correct += c;
     }
     Ok(correct as f64 / n.max(1) as f64)
+}
+
+/// What a run trains with, for its checkpoint ([`checkpoint::check_resume`]).
+fn run_record(
+    program: &imcc_compiler::program::Program,
+    run: &TrainRun,
+    d: &Dataset,
+    n_train: usize,
+) -> Result<RunRecord, String> {
+    let o = &run.optimizer;
+    // The rest (network, quantization, mapping, hardware) as lowered, with the entries above
+    // fixed so that each difference is named once.
+    let mut canonical = run.clone();
+    (canonical.batch, canonical.hardware.noise.sigma_lsb) = (1, 0.0);
+    let lowered = imcc_runtime::ir::text::print(&lower_run(program, &canonical)?);
+    let entries = [
+        ("seed", run.seed.to_string()),
+        ("data", format!("{:?}, fingerprint {:016x}", run.data, d.fingerprint())),
+        ("training samples", n_train.to_string()),
+        ("batch", run.batch.to_string()),
+        (
+            "optimizer",
+            format!(
+                "sgd(lr = {}, momentum = {}, weight_decay = {}, nesterov = {})",
+                o.lr, o.momentum, o.weight_decay, o.nesterov
+            ),
+        ),
+        ("schedule", format!("{:?}", run.schedule)),
+        ("noise sigma_lsb", run.hardware.noise.sigma_lsb.to_string()),
+        ("variant", if run.reference { "f32 reference" } else { "as mapped" }.to_string()),
+        ("network, quantization, mapping, hardware", format!("lowered to {:016x}", text_fingerprint(&lowered))),
+    ];
+    Ok(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// FNV-1a of a text (stable across releases, unlike `std`'s hasher).
+fn text_fingerprint(t: &str) -> u64 {
+    t.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 fn lower_run(program: &imcc_compiler::program::Program, run: &TrainRun) -> Result<Step, String> {
@@ -187,31 +213,16 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         run.mapping.clone().unwrap_or_else(|| "default".into())
     };
 
-    let ckpt_path = opts.checkpoint.as_ref().map(|d| d.join(format!("{}.ckpt.json", run.name)));
+    let record = run_record(program, &run, &d, n_train)?;
+    let ckpt_path = opts.checkpoint.as_ref().map(|d| checkpoint::path(d, &run.name, run.reference));
     let (mut start, mut samples, mut energy_total, mut breakdown, mut metrics) =
         (0u64, 0u64, 0.0f64, BTreeMap::new(), Vec::new());
-    if opts.resume {
-        let path = ckpt_path.as_ref().ok_or("--resume needs --checkpoint DIR")?;
-        if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let c: Checkpoint =
-                serde_json::from_str(&text).map_err(|e| format!("{}: not a checkpoint: {e}", path.display()))?;
-            if c.format != CHECKPOINT_FORMAT || c.train != run.name {
-                return Err(format!(
-                    "{}: a checkpoint of `{}` ({}), not of `{}`",
-                    path.display(),
-                    c.train,
-                    c.format,
-                    run.name
-                ));
-            }
-            ex.restore(&c.state).map_err(|e| format!("{}: {e}", path.display()))?;
-            (start, samples, energy_total, breakdown, metrics) =
-                (c.epochs_done, c.samples, c.energy, c.breakdown, c.metrics);
-        }
-    }
-    if let Some(dir) = &opts.checkpoint {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some(path) = ckpt_path.as_ref().filter(|p| opts.resume && p.exists()) {
+        let c = checkpoint::load(path, &run.name)?;
+        checkpoint::check_resume(path, &c.run, &record, opts.accept_changes)?;
+        ex.restore(&c.state).map_err(|e| format!("{}: {e}", path.display()))?;
+        (start, samples, energy_total, breakdown, metrics) =
+            (c.epochs_done, c.samples, c.energy, c.breakdown, c.metrics);
     }
 
     let steps_per_epoch = n_train.div_ceil(run.batch) as u64;
@@ -271,8 +282,9 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         });
         if let Some(path) = &ckpt_path {
             let c = Checkpoint {
-                format: CHECKPOINT_FORMAT.into(),
+                format: checkpoint::FORMAT.into(),
                 train: run.name.clone(),
+                run: record.clone(),
                 epochs_done: epoch + 1,
                 samples,
                 energy: energy_total,

@@ -153,3 +153,150 @@ fn bad_metrics_paths_are_refused_before_training() {
         assert!(o.stdout.is_empty(), "nothing trained: {}", String::from_utf8_lossy(&o.stdout));
     }
 }
+
+/// A one-run file on the digits; `settings` are added to the train block.
+fn digits_run(dir: &Path, settings: &str) -> PathBuf {
+    let f = dir.join("run.imc");
+    std::fs::write(
+        &f,
+        format!(
+            "network n {{ input = [64]; fc: dense(10); loss: softmax_cross_entropy; }}\n\
+             train r {{ network = n; data = digits(dir = \"{}\"); batch = 16; {settings} }}\n",
+            root().join("data/digits").display()
+        ),
+    )
+    .expect("writes");
+    f
+}
+
+fn train_into(f: &Path, ckpt: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", f.to_str().unwrap(), "--limit", "64", "--checkpoint", ckpt.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    imcc(&args)
+}
+
+#[test]
+fn a_resume_that_differs_from_its_checkpoint_is_refused_naming_the_difference() {
+    let d = scratch("resume-differs");
+    let ckpt = d.join("ckpt");
+    let f = digits_run(&d, "seed = 5; optimizer = sgd(lr = 0.1);");
+    let o = train_into(&f, &ckpt, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The seed re-splits the data: never.
+    let f = digits_run(&d, "seed = 6; optimizer = sgd(lr = 0.1);");
+    let o = train_into(&f, &ckpt, &["--resume", "--accept-changes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("seed: 5 in the checkpoint, 6 now"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data:"), "the split changes too: {}", stderr(&o));
+
+    // A new learning rate, the sample limit or the noise: only on purpose.
+    let f = digits_run(&d, "seed = 5; optimizer = sgd(lr = 0.2);");
+    let o = train_into(&f, &ckpt, &["--resume", "--limit", "48", "--sigma-lsb", "0.3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for says in [
+        "lr = 0.1",
+        "lr = 0.2",
+        "training samples: 64 in the checkpoint, 48 now",
+        "noise sigma_lsb",
+        "--accept-changes",
+    ] {
+        assert!(stderr(&o).contains(says), "{says}: {}", stderr(&o));
+    }
+    let o = train_into(&f, &ckpt, &["--resume", "--accept-changes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn resume_needs_something_to_resume() {
+    let d = scratch("resume-nothing");
+    let f = digits_run(&d, "");
+    let o = train_into(&f, &d.join("mistyped"), &["--resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    let o = train_into(&f, &d, &["--resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no checkpoint to resume"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_fresh_run_never_overwrites_a_checkpoint_and_the_reference_has_its_own() {
+    let d = scratch("no-overwrite");
+    let ckpt = d.join("ckpt");
+    let f = digits_run(&d, "");
+    assert!(train_into(&f, &ckpt, &["--epochs", "1"]).status.success());
+    let before = std::fs::read(ckpt.join("r.ckpt.json")).expect("checkpoint");
+    let o = train_into(&f, &ckpt, &["--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("exists: --resume continues it"), "{}", stderr(&o));
+    let o = train_into(&f, &ckpt, &["--epochs", "1", "--reference"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(ckpt.join("r.ckpt.json")).expect("checkpoint"), before, "the IMC run's is untouched");
+    assert!(ckpt.join("r.f32.ckpt.json").is_file());
+}
+
+#[test]
+fn a_fifo_at_the_checkpoint_path_is_an_error_not_a_hang() {
+    let d = scratch("fifo");
+    let ckpt = d.join("ckpt");
+    std::fs::create_dir_all(&ckpt).expect("mkdir");
+    let fifo = ckpt.join("r.ckpt.json");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let f = digits_run(&d, "");
+    let o = train_into(&f, &ckpt, &["--resume"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_second_process_on_the_same_checkpoint_directory_is_refused() {
+    let d = scratch("concurrent");
+    let ckpt = d.join("ckpt");
+    std::fs::create_dir_all(&ckpt).expect("mkdir");
+    // Hold the lock as another imcc process would.
+    let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(ckpt.join(".imcc.lock"));
+    let held = held.expect("lock file");
+    held.try_lock().expect("locks");
+    let f = digits_run(&d, "");
+    let o = train_into(&f, &ckpt, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another imcc process"), "{}", stderr(&o));
+    drop(held);
+    assert!(train_into(&f, &ckpt, &["--epochs", "1"]).status.success());
+}
+
+/// The state of checkpoint `r` in `dir` without its wall-clock fields.
+fn checkpoint_state(dir: &Path) -> serde_json::Value {
+    let v = json(&dir.join("r.ckpt.json"));
+    serde_json::json!({ "state": v["state"], "metrics": v["metrics"], "energy": v["energy"] })
+}
+
+#[test]
+fn a_kill_during_training_loses_at_most_the_epoch_in_progress() {
+    let d = scratch("kill");
+    let f = digits_run(&d, "epochs = 40;");
+    let whole = d.join("whole");
+    assert!(train_into(&f, &whole, &[]).status.success());
+
+    let killed = d.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imcc"))
+        .args(["train", f.to_str().unwrap(), "--limit", "64", "--checkpoint", killed.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("imcc runs");
+    // Kill it (SIGKILL: no chance to clean up) once a checkpoint exists.
+    let ckpt = killed.join("r.ckpt.json");
+    let t0 = std::time::Instant::now();
+    while !ckpt.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("kills");
+    child.wait().expect("reaped");
+    let done = json(&ckpt)["epochs_done"].as_u64().expect("a complete checkpoint survives the kill");
+    assert!(done >= 1);
+    let o = train_into(&f, &killed, &["--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(checkpoint_state(&killed) == checkpoint_state(&whole), "resumed after a kill at epoch {done}: differs");
+}

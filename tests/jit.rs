@@ -302,3 +302,26 @@ fn malformed_steps_are_rejected_not_compiled() {
     let err = imcc_runtime::jit::plan(&longer).expect_err("mismatched lengths");
     assert!(err.to_string().contains("operand lengths differ"), "{err}");
 }
+
+#[test]
+fn a_damaged_checkpoint_state_is_refused_before_anything_changes() {
+    let src = "network n { input = [1, 8, 8]; c1: conv2d(3, kernel = 3, padding = 1); bn: batchnorm; a1: relu; f: flatten; fc: dense(10); loss: softmax_cross_entropy; }
+               train t { network = n; data = digits; batch = 4; }";
+    let step = lower(src, "t");
+    let hyper = Hyper { momentum: 0.9, weight_decay: 0.0, nesterov: false, seed: 3, accumulate_fp16: false };
+    let mut ex = Executor::new(step.clone(), hyper).expect("executor");
+    let (x, y) = batch(&step, 4, 1);
+    ex.train_batch(x, &y, 0.1).expect("trains");
+    let good = ex.state();
+    assert_eq!(good.bn_running.len(), 1);
+    let mut short = good.clone();
+    short.bn_running.values_mut().for_each(|(m, _)| m.truncate(1));
+    let e = ex.restore(&short).expect_err("wrong length").to_string();
+    assert!(e.contains("batch-norm statistics of lengths 1 and 3 for 3 channels"), "{e}");
+    let mut moved = good.clone();
+    let (k, v) = moved.bn_running.pop_first().expect("one");
+    moved.bn_running.insert(k + 1, v);
+    assert!(ex.restore(&moved).expect_err("not a BN node").to_string().contains("which is no batch norm"));
+    assert_eq!(ex.state(), good, "a refused restore changes nothing");
+    ex.restore(&good).expect("the good state restores");
+}

@@ -51,6 +51,30 @@ impl Dataset {
     pub fn features(&self) -> usize {
         self.train_x.ncols()
     }
+
+    /// A 64-bit fingerprint of the samples, their labels and how they are split into training
+    /// and test sets, in order. A checkpoint records it so that a resume cannot silently train
+    /// on other data, or on a re-split that moves former training samples into the test set.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a over 64-bit words: stable across platforms and releases (unlike `std`'s hasher).
+        fn feed(h: &mut u64, word: u64) {
+            *h ^= word;
+            *h = h.wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        let mut h = 0xCBF2_9CE4_8422_2325u64;
+        for (x, y) in [(&self.train_x, &self.train_y), (&self.test_x, &self.test_y)] {
+            feed(&mut h, x.nrows() as u64);
+            feed(&mut h, x.ncols() as u64);
+            for v in x.iter() {
+                feed(&mut h, v.to_bits() as u64);
+            }
+            for &l in y {
+                feed(&mut h, l as u64);
+            }
+        }
+        feed(&mut h, self.classes as u64);
+        h
+    }
 }
 
 /// Reads a file, un-gzipping when it is gzip (by magic bytes).
@@ -67,7 +91,9 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        // Multi-member: concatenated gzip files are one valid stream (`cat a.gz b.gz`); bytes
+        // after the last member that are not another member are an error, not ignored.
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
             .map_err(|e| err(path, format!("corrupt gzip data: {e}")))?;
         Ok(out)
@@ -144,6 +170,11 @@ fn idx_pair(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<(A
 pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
     let (train_x, train_y) = idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", classes)?;
     let (test_x, test_y) = idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", classes)?;
+    for (what, n, stem) in [("training", train_y.len(), "train"), ("test", test_y.len(), "t10k")] {
+        if n == 0 {
+            return Err(err(&dir.join(format!("{stem}-labels-idx1-ubyte")), format!("no {what} samples")));
+        }
+    }
     if train_x.ncols() != test_x.ncols() {
         return Err(err(
             dir,
@@ -164,7 +195,7 @@ pub fn idx_train_count(dir: &Path) -> Option<usize> {
 /// `test_fraction`, as [`load_digits`] splits them.
 pub fn digits_train_count(total: usize, test_fraction: f64) -> usize {
     let n_test = ((total as f64 * test_fraction).round() as usize).clamp(1, total.max(2) - 1);
-    total - n_test
+    total.saturating_sub(n_test)
 }
 
 /// The 8x8 digits (`digits.csv.gz` or `digits.csv` in `dir`: 64 values 0..16 and a label per
@@ -199,10 +230,10 @@ pub fn load_digits(dir: &Path, test_fraction: f64, seed: u64) -> Result<Dataset,
             }
         }
     }
-    if labels.is_empty() {
-        return Err(err(&path, "no samples"));
-    }
     let n = labels.len();
+    if n < 2 {
+        return Err(err(&path, format!("{n} samples: at least 2 are needed, to hold one out for testing")));
+    }
     let x = Array2::from_shape_vec((n, 64), pixels).map_err(|e| err(&path, e.to_string()))?;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xD161_7500));
@@ -255,6 +286,54 @@ mod tests {
         assert!(e.message.contains("corrupt gzip"), "{e}");
         let e = read_idx(Path::new("/no/such/idx")).unwrap_err();
         assert!(e.message.contains("no such file"), "{e}");
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn multi_member_gzip_is_one_stream_and_trailing_garbage_an_error() {
+        let mut good = vec![0, 0, 8, 1, 0, 0, 0, 4];
+        good.extend([1, 2, 3, 4]);
+        let mut two = gz(&good[..6]);
+        two.extend(gz(&good[6..]));
+        assert_eq!(read_idx(&tmp("two.gz", &two)).unwrap(), (vec![4], vec![1, 2, 3, 4]));
+        let mut junk = gz(&good);
+        junk.extend(b"junk");
+        let e = read_idx(&tmp("junk.gz", &junk)).unwrap_err();
+        assert!(e.message.contains("corrupt gzip"), "{e}");
+    }
+
+    #[test]
+    fn idx_sets_without_training_or_test_samples_are_errors() {
+        let dir = std::env::temp_dir().join(format!("imcc-data-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = |n: u8| [vec![0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 1, 0, 0, 0, 1], vec![7; n as usize]].concat();
+        let labels = |n: u8| [vec![0, 0, 8, 1, 0, 0, 0, n], vec![1; n as usize]].concat();
+        for (train, test, says) in [(0, 2, "no training samples"), (2, 0, "no test samples")] {
+            std::fs::write(dir.join("train-images-idx3-ubyte"), images(train)).unwrap();
+            std::fs::write(dir.join("train-labels-idx1-ubyte"), labels(train)).unwrap();
+            std::fs::write(dir.join("t10k-images-idx3-ubyte"), images(test)).unwrap();
+            std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels(test)).unwrap();
+            let e = load_idx_dir(&dir, 10).unwrap_err();
+            assert!(e.message.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_single_digits_sample_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("imcc-data-one-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = vec!["1"; 65].join(",");
+        std::fs::write(dir.join("digits.csv"), format!("{line}\n")).unwrap();
+        let e = load_digits(&dir, 0.2, 1).unwrap_err();
+        assert!(e.message.contains("1 samples: at least 2"), "{e}");
+        assert_eq!(digits_train_count(0, 0.2), 0);
+        assert_eq!(digits_train_count(1, 0.2), 0);
     }
 
     #[test]

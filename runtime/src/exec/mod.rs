@@ -427,19 +427,12 @@ impl Executor {
         }
     }
 
-    /// Restores a checkpoint taken from an executor of the same step.
+    /// Restores a checkpoint taken from an executor of the same step. Everything is checked
+    /// against the step before anything changes: a checkpoint of another network, or a damaged
+    /// one, is an error, never a panic later.
     pub fn restore(&mut self, s: &TrainState) -> Result<(), ExecError> {
-        if s.params.len() != self.params.len() || s.velocity.len() != self.params.len() || s.adc.len() != self.adc.len()
-        {
-            return Err(ExecError::Invalid("the checkpoint is of another network".into()));
-        }
+        self.check_state(s)?;
         for (i, (p, v)) in s.params.iter().zip(&s.velocity).enumerate() {
-            if p.len() != self.params[i].len() || v.len() != self.params[i].len() {
-                return Err(ExecError::Invalid(format!(
-                    "the checkpoint's `{}` has another shape",
-                    self.step.params[i].name
-                )));
-            }
             self.params[i] = ArrayD::from_shape_vec(self.params[i].raw_dim(), p.clone())
                 .map_err(|e| ExecError::Invalid(e.to_string()))?;
             self.velocity[i] = ArrayD::from_shape_vec(self.params[i].raw_dim(), v.clone())
@@ -454,6 +447,50 @@ impl Executor {
         // Programming the restored arrays is not a training event (the interrupted run counted
         // its own programming), and neither was the programming of the initial weights.
         self.take_counts();
+        Ok(())
+    }
+
+    /// Checks that `s` fits this step ([`Executor::restore`]).
+    fn check_state(&self, s: &TrainState) -> Result<(), ExecError> {
+        let bad = |what: String| Err(ExecError::Invalid(format!("the checkpoint {what}")));
+        if s.params.len() != self.params.len() || s.velocity.len() != self.params.len() || s.adc.len() != self.adc.len()
+        {
+            return bad("is of another network".into());
+        }
+        for (i, (p, v)) in s.params.iter().zip(&s.velocity).enumerate() {
+            if p.len() != self.params[i].len() || v.len() != self.params[i].len() {
+                return bad(format!("'s `{}` has another shape", self.step.params[i].name));
+            }
+        }
+        for (m, (saved, now)) in s.adc.iter().zip(&self.adc).enumerate() {
+            if saved.len() != now.len() {
+                let name = &self.step.mvms[m].name;
+                return bad(format!(
+                    "has ADC statistics for {} planes of `{name}`, which has {}",
+                    saved.len(),
+                    now.len()
+                ));
+            }
+        }
+        let node = |k: usize| self.step.nodes.get(k).map(|n| &n.op);
+        for &k in s.gradscale.keys() {
+            if !matches!(node(k), Some(Op::QuantizeErrors { .. })) {
+                return bad(format!("has a GradScale for node {k}, which quantizes no errors"));
+            }
+        }
+        for (&k, (mean, var)) in &s.bn_running {
+            let Some(Op::BatchNorm { gamma, .. }) = node(k) else {
+                return bad(format!("has batch-norm statistics for node {k}, which is no batch norm"));
+            };
+            let channels = self.params[gamma.index()].len();
+            if mean.len() != channels || var.len() != channels {
+                return bad(format!(
+                    "has batch-norm statistics of lengths {} and {} for {channels} channels",
+                    mean.len(),
+                    var.len()
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -1006,7 +1043,7 @@ fn int8_tensor(x: Array2<f32>) -> Tensor {
     let step = int::int8(&x, &mut data);
     // The same codes `int::int8` dequantized: round(x·127/max).
     let m = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-    let codes = if step > 0.0 { x.mapv(|v| (v * (127.0 / m)).round() as i32) } else { Array2::zeros(x.dim()) };
+    let codes = if m > 0.0 && m.is_finite() { x.mapv(|v| int::int8_code(v, m)) } else { Array2::zeros(x.dim()) };
     Tensor {
         data: data.into_dyn(),
         quant: Some(Quant { codes: Codes::Int { codes, bits: 7, signed: true }, scale: step }),

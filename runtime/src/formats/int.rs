@@ -82,17 +82,24 @@ pub fn pact_backward<D: Dimension>(
     galpha as f32
 }
 
+/// The INT8 code of `v` under `max|x| = m` (finite, positive): `round(v·127/m)`, computed in
+/// f64 so that neither a tiny `m` (where `127/m` overflows f32) nor `f32::MAX` leaves the range.
+pub fn int8_code(v: f32, m: f32) -> i32 {
+    (v as f64 * 127.0 / m as f64).round() as i32
+}
+
 /// Symmetric max-scaled INT8: `code = round(x·127/max|x|)`, `out = code·max|x|/127`; returns
-/// the step `max|x|/127` (0 for an all-zero tensor, which stays zero).
+/// the step `max|x|/127` (0 for an all-zero tensor, which stays zero). Finite input gives
+/// finite output for every `max|x|`, subnormal to `f32::MAX`.
 pub fn int8<D: Dimension>(x: &ArrayRef<f32, D>, out: &mut ArrayRef<f32, D>) -> f32 {
     let m = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
     if m.is_nan() || m <= 0.0 || !m.is_finite() {
         Zip::from(out).and(x).for_each(|o, &v| *o = if m.is_finite() { 0.0 } else { v });
         return 0.0;
     }
-    let (inv, step) = (127.0 / m, m / 127.0);
-    Zip::from(out).and(x).for_each(|o, &v| *o = (v * inv).round() * step);
-    step
+    let m64 = m as f64;
+    Zip::from(out).and(x).for_each(|o, &v| *o = (int8_code(v, m) as f64 * m64 / 127.0) as f32);
+    (m64 / 127.0) as f32
 }
 
 #[cfg(test)]
@@ -142,6 +149,18 @@ mod tests {
         let ga = pact_backward(&x, &g, 6.0, &mut gx);
         assert_eq!(gx.to_vec(), vec![0.0, 1.0, 1.0, 0.0, 0.0]);
         assert_eq!(ga, 2.0);
+    }
+
+    #[test]
+    fn int8_stays_finite_from_subnormal_to_max() {
+        for m in [1e-45f32, 1e-40, 3.0e-37, 1.0, f32::MAX / 2.0, f32::MAX] {
+            let x = arr1(&[m, -m, m / 3.0, 0.0]);
+            let mut y = x.clone();
+            int8(&x, &mut y);
+            assert!(y.iter().all(|v| v.is_finite()), "max {m}: {y}");
+            assert_eq!(y[0], m, "max {m} is a code");
+            assert_eq!(y[1], -m);
+        }
     }
 
     #[test]

@@ -157,8 +157,12 @@ pub fn quantize_scaled<D: Dimension>(
     s: f32,
     out: &mut ArrayRef<f32, D>,
 ) {
-    let inv = 1.0 / s;
-    Zip::from(out).and(x).for_each(|o, &v| *o = q_phase(v * s, levels, phase) * inv);
+    // Dividing in f64 keeps any positive scale finite (`1/s` overflows f32 below 2^-128); for
+    // the power-of-two GradScales of training it is exactly the f32 product `q · (1/s)`.
+    let s64 = s as f64;
+    Zip::from(out).and(x).for_each(|o, &v| {
+        *o = (q_phase(v * s, levels, phase) as f64 / s64).clamp(-f32::MAX as f64, f32::MAX as f64) as f32
+    });
 }
 
 /// FP4 codes of `x·s` on `phase` (see [`code_of`]), for the tile simulator.
