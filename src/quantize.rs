@@ -56,6 +56,14 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// `tok` for an error message: at most 40 characters, the rest counted.
+fn shown(tok: &str) -> String {
+    match tok.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}… ({} more bytes)", &tok[..cut], tok.len() - cut),
+        None => tok.to_string(),
+    }
+}
+
 /// Parses whitespace-separated decimal numbers; every one must be finite.
 pub fn parse_numbers(text: &str) -> Result<Vec<f32>, QuantizeError> {
     let mut out = Vec::new();
@@ -64,10 +72,10 @@ pub fn parse_numbers(text: &str) -> Result<Vec<f32>, QuantizeError> {
             match tok.parse::<f32>() {
                 Ok(v) if v.is_finite() => out.push(v),
                 Ok(_) => {
-                    return Err(QuantizeError(format!("line {}: `{tok}` is not a finite number", ln + 1)));
+                    return Err(QuantizeError(format!("line {}: `{}` is not a finite number", ln + 1, shown(tok))));
                 }
                 Err(_) => {
-                    return Err(QuantizeError(format!("line {}: `{tok}` is not a decimal number", ln + 1)));
+                    return Err(QuantizeError(format!("line {}: `{}` is not a decimal number", ln + 1, shown(tok))));
                 }
             }
         }
@@ -129,6 +137,13 @@ pub fn quantize(format: Format, x: &[f32], scale: Option<f32>) -> Result<(f32, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_bad_token_is_shortened_in_the_message() {
+        let tok = "x".repeat(10_000_000);
+        let e = parse_numbers(&format!("1 {tok}")).unwrap_err().0;
+        assert!(e.len() < 120 && e.contains("(9999960 more bytes)"), "{}", &e[..e.len().min(200)]);
+    }
 
     #[test]
     fn finite_input_gives_finite_output_at_any_scale() {

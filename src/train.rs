@@ -69,9 +69,21 @@ pub struct RunMetrics {
     /// Energy by MVM kind and component, in joules, over the run.
     #[serde(default)]
     pub energy_breakdown: BTreeMap<String, BTreeMap<String, f64>>,
-    /// Training samples per second (wall clock, this machine).
+    /// Training samples per second (wall clock, this machine; evaluation and checkpoint writes
+    /// excluded).
     #[serde(default)]
     pub samples_per_second: f64,
+    /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`; absent elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn load_data(d: &DataSet, seed: u64) -> Result<Dataset, String> {
@@ -235,9 +247,11 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").expect("template").progress_chars("=> "),
     );
     bar.set_prefix(run.name.clone());
-    let t0 = Instant::now();
+    // Training time only: evaluation and checkpoint writes are not training speed.
+    let mut training_time = std::time::Duration::ZERO;
     let mut trained_now = 0u64;
     for epoch in start..epochs {
+        let t0 = Instant::now();
         let lr = lr_at(&run, epoch, epochs);
         let order = data::epoch_order(d.train_y.len(), run.seed, epoch);
         let order = &order[..n_train];
@@ -254,7 +268,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
             let priced = if chunk.len() == run.batch { &step } else { tail_step.as_ref().unwrap_or(&step) };
             add_energy(priced, &ex.take_counts(), &mut energy_total, &mut breakdown);
             bar.inc(1);
-            let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            let rate = trained_now as f64 / (training_time + t0.elapsed()).as_secs_f64().max(1e-9);
             let acc = metrics
                 .last()
                 .and_then(|m: &EpochMetrics| m.test_accuracy)
@@ -267,6 +281,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
                 energy_total
             ));
         }
+        training_time += t0.elapsed();
         let last = epoch + 1 == epochs;
         let acc = if ((epoch + 1) % run.eval_every == 0 || last) && opts.eval {
             Some(evaluate(&mut ex, &d, &input, run.batch)?)
@@ -296,7 +311,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         }
     }
     bar.finish_and_clear();
-    let rate = trained_now as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    let rate = trained_now as f64 / training_time.as_secs_f64().max(1e-9);
     let final_acc = metrics.last().and_then(|m| m.test_accuracy).unwrap_or(0.0);
     Ok(RunMetrics {
         name: run.name.clone(),
@@ -306,6 +321,7 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         energy_joules_per_sample: if samples > 0 { energy_total / samples as f64 } else { 0.0 },
         energy_breakdown: breakdown,
         samples_per_second: rate,
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 

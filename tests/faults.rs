@@ -300,3 +300,33 @@ fn a_kill_during_training_loses_at_most_the_epoch_in_progress() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(checkpoint_state(&killed) == checkpoint_state(&whole), "resumed after a kill at epoch {done}: differs");
 }
+
+#[test]
+fn memory_stays_flat_however_many_steps_a_run_takes() {
+    // Adaptive ADC ranges (the `full` mapping's MSE ranges) choose a new gain almost every
+    // step: the simulator's per-gain tables must not pile up.
+    let peak = |epochs: &str| {
+        let d = scratch(&format!("memory-{epochs}"));
+        let m = d.join("m.json");
+        let o = imcc(&[
+            "train",
+            "examples/digits_mlp.imc",
+            "--train",
+            "full",
+            "--limit",
+            "128",
+            "--epochs",
+            epochs,
+            "--metrics-json",
+            m.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        json(&m)["runs"][0]["peak_rss_bytes"].as_u64().expect("Linux reports the peak")
+    };
+    // The simulator's caches fill within the first run (about 20 epochs here); after that,
+    // four times the steps must not need more memory. (Before the tables were bounded this
+    // grew by about 2 MiB per epoch.)
+    let (short, long) = (peak("30"), peak("120"));
+    let grown = long.saturating_sub(short) as f64 / (1 << 20) as f64;
+    assert!(grown < 8.0, "peak memory grew by {grown:.1} MiB over 4 times the steps ({short} -> {long} bytes)");
+}

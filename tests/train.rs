@@ -26,7 +26,9 @@ fn json(p: &Path) -> serde_json::Value {
 fn metrics(p: &Path) -> serde_json::Value {
     let mut v = json(p);
     for r in v["runs"].as_array_mut().expect("runs") {
-        r.as_object_mut().expect("object").remove("samples_per_second");
+        let r = r.as_object_mut().expect("object");
+        r.remove("samples_per_second");
+        r.remove("peak_rss_bytes");
     }
     v
 }
