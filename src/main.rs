@@ -466,6 +466,9 @@ fn train_cmd(
                     m.energy_joules_per_sample,
                     m.samples_per_second
                 );
+                if let Some(line) = train::gains_line(&m) {
+                    outln!("{line}");
+                }
                 results.push(m);
             }
             Err(e) => {

@@ -73,6 +73,9 @@ pub struct RunMetrics {
     /// excluded).
     #[serde(default)]
     pub samples_per_second: f64,
+    /// The ADC gain of each input plane of each IMC MVM in the last training step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_adc_gains: BTreeMap<String, Vec<f64>>,
     /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`; absent elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_bytes: Option<u64>,
@@ -151,7 +154,8 @@ fn run_record(
     let lowered = imcc_runtime::ir::text::print(&lower_run(program, &canonical)?);
     let entries = [
         ("seed", run.seed.to_string()),
-        ("data", format!("{:?}, fingerprint {:016x}", run.data, d.fingerprint())),
+        // What the samples are, not where they lie: a moved data directory resumes.
+        ("data", format!("{}, fingerprint {:016x}", data_kind(&run.data), d.fingerprint())),
         ("training samples", n_train.to_string()),
         ("batch", run.batch.to_string()),
         (
@@ -167,6 +171,14 @@ fn run_record(
         ("network, quantization, mapping, hardware", format!("lowered to {:016x}", text_fingerprint(&lowered))),
     ];
     Ok(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn data_kind(d: &DataSet) -> String {
+    match d {
+        DataSet::Digits { test_fraction, .. } => format!("digits(test_fraction = {test_fraction})"),
+        DataSet::Mnist { .. } => "mnist".into(),
+        DataSet::Idx { classes, .. } => format!("idx(classes = {classes})"),
+    }
 }
 
 /// FNV-1a of a text (stable across releases, unlike `std`'s hasher).
@@ -321,8 +333,25 @@ pub fn run(program: &imcc_compiler::program::Program, run: &TrainRun, opts: &Opt
         energy_joules_per_sample: if samples > 0 { energy_total / samples as f64 } else { 0.0 },
         energy_breakdown: breakdown,
         samples_per_second: rate,
+        final_adc_gains: ex.last_adc_gains().into_iter().collect(),
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// One line with the ADC gains a run ended with, per MVM the range over its planes.
+pub fn gains_line(r: &RunMetrics) -> Option<String> {
+    if r.final_adc_gains.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = r
+        .final_adc_gains
+        .iter()
+        .map(|(m, g)| {
+            let (lo, hi) = g.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+            if lo == hi { format!("{m} {lo:.3}") } else { format!("{m} {lo:.3}..{hi:.3}") }
+        })
+        .collect();
+    Some(format!("{}: final ADC gains: {}", r.name, parts.join(", ")))
 }
 
 /// The results table.

@@ -31,6 +31,14 @@ fn examples_check_clean_without_warnings() {
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
         let out = imcc(&["check", "--color", "never", "--deny-warnings", f.to_str().expect("utf-8 path")]);
+        if f.parent().is_some_and(|d| d.ends_with("paper")) {
+            // The paper's networks need CIFAR-10 and ImageNet, which are not bundled: they are
+            // for `lower` and `energy`, and say so, with nothing else to warn about.
+            let text = stderr(&out);
+            assert_eq!(text.matches("Warning").count(), 1, "{}:\n{text}", f.display());
+            assert!(text.contains("[W0005]") && !text.contains("Error"), "{}:\n{text}", f.display());
+            continue;
+        }
         assert_eq!(out.status.code(), Some(0), "{}:\n{}", f.display(), stderr(&out));
     }
 }
@@ -231,4 +239,17 @@ fn energy_report_and_json() {
     let text =
         String::from_utf8_lossy(&imcc(&["energy", "examples/mnist_mlp.imc", "--train", "full"]).stdout).into_owned();
     assert!(text.contains("Amdahl"), "{text}");
+}
+
+#[test]
+fn data_paths_resolve_against_the_file_so_examples_run_from_anywhere() {
+    let elsewhere = std::env::temp_dir();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digits_mlp.imc");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imcc"))
+        .args(["train", file.to_str().expect("utf-8"), "--train", "full", "--epochs", "1", "--limit", "32"])
+        .current_dir(&elsewhere)
+        .output()
+        .expect("imcc runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("full: test accuracy"));
 }

@@ -84,3 +84,14 @@ fn clif_of_jit_kernels() {
         insta::assert_snapshot!(format!("clif__{name}"), format!("; g{text}"));
     }
 }
+
+#[test]
+fn a_fixed_gain_is_the_initial_gain_shown() {
+    let ir = lower("tests/train/exact.imc", &["--train", "imc_exact", "--emit", "ir"]);
+    let adc: Vec<&str> = ir.lines().filter(|l| l.contains("initial gains")).collect();
+    assert!(!adc.is_empty());
+    for l in adc {
+        let gains = l.split("initial gains").nth(1).expect("gains");
+        assert!(gains.split_whitespace().all(|g| g == "1"), "under fixed(1): {l}");
+    }
+}

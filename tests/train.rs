@@ -189,3 +189,14 @@ fn a_short_last_batch_is_priced_at_its_own_size() {
     let ratio = one_more / full;
     assert!((0.98..1.08).contains(&ratio), "J/sample with one sample more: {ratio}x");
 }
+
+#[test]
+fn the_gains_a_run_ended_with_are_reported() {
+    let d = scratch("gains");
+    let o = train(&d, "imc_noisy", &["--epochs", "1"]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imc_noisy: final ADC gains: fc1.forward"));
+    let gains = &metrics(&d.join("metrics.json"))["runs"][0]["final_adc_gains"];
+    let fwd = gains["fc1.forward"].as_array().expect("per plane");
+    assert!(!fwd.is_empty() && fwd.iter().all(|g| g.as_f64().is_some_and(|g| g >= 1.0)), "{gains}");
+}

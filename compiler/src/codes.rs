@@ -313,6 +313,14 @@ files are not reported: a shared chip description need not be used by every mode
 "The layer's output feeds no other layer and is not the loss, so it does not affect training.
 Check the `from` clauses.
 ";
+    DataNotFound = "W0005", Warning, "data set not found",
+"The train block's data set is not where it says. Checking, lowering and energy estimates need
+no data, so this is a warning; `imcc train` stops with an error. A relative `dir` is resolved
+against the file that names it, as imports are; the default directories (`data/digits`,
+`data/mnist`) are also looked for in each parent directory of that file, so the bundled data
+serves files anywhere in the repository. `idx(\"DIR\")` loads any idx data set
+(train-/t10k- images and labels, raw or gzip).
+";
 }
 
 #[cfg(test)]

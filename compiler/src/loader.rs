@@ -23,6 +23,11 @@ pub trait FileLoader {
     fn canonical(&self, path: &Path) -> Result<PathBuf, LoadError>;
     /// The UTF-8 text of the file at canonical path `path`.
     fn read(&self, path: &Path) -> Result<String, LoadError>;
+    /// Whether a regular file exists at `path` (used to find data sets at check time);
+    /// `None` when this loader cannot tell, which skips those checks.
+    fn is_file(&self, _path: &Path) -> Option<bool> {
+        None
+    }
 }
 
 /// Loads from the file system, enforcing [`MAX_SOURCE_BYTES`] and UTF-8.
@@ -36,6 +41,10 @@ impl FileLoader for FsLoader {
 
     fn read(&self, path: &Path) -> Result<String, LoadError> {
         read_source(path)
+    }
+
+    fn is_file(&self, path: &Path) -> Option<bool> {
+        Some(path.is_file())
     }
 }
 
@@ -118,6 +127,9 @@ pub struct Loaded {
     pub sources: SourceMap,
     /// Every file's syntax tree, in load order (the root first).
     pub files: Vec<(FileId, ast::File)>,
+    /// The directory of every file, by [`FileId`]: relative paths written in a file (imports,
+    /// data sets) are resolved against it.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Parses the root file (already read by the caller, named `root_name` at `root_path`) and
@@ -147,12 +159,13 @@ impl LoadState<'_> {
     fn load_file(&mut self, path: PathBuf, name: String, text: String, diags: &mut Diagnostics) {
         let id = self.loaded.sources.add(name, text);
         self.by_path.insert(path.clone(), id);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.loaded.dirs.push(dir.clone());
         let (file, parse_diags) = syntax::parse(id, &self.loaded.sources.get(id).text);
         for d in parse_diags {
             diags.push(d);
         }
         self.stack.push((path.clone(), self.loaded.sources.get(id).name.clone()));
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for item in &file.items {
             let ast::Item::Import(imp) = item else {
                 continue;

@@ -166,6 +166,43 @@ pub enum DataSet {
 }
 
 impl DataSet {
+    /// The directory it is read from.
+    pub fn dir(&self) -> &str {
+        match self {
+            DataSet::Digits { dir, .. } | DataSet::Mnist { dir } | DataSet::Idx { dir, .. } => dir,
+        }
+    }
+
+    /// The same data set read from `dir`.
+    pub fn with_dir(mut self, new: String) -> DataSet {
+        match &mut self {
+            DataSet::Digits { dir, .. } | DataSet::Mnist { dir } | DataSet::Idx { dir, .. } => *dir = new,
+        }
+        self
+    }
+
+    /// Whether the directory is the schema's default (`data/digits`, `data/mnist`).
+    pub fn is_default_dir(&self) -> bool {
+        match self {
+            DataSet::Digits { dir, .. } => dir == "data/digits",
+            DataSet::Mnist { dir } => dir == "data/mnist",
+            DataSet::Idx { .. } => false,
+        }
+    }
+
+    /// The files the directory must hold, each raw or with `.gz` appended.
+    pub fn files(&self) -> &'static [&'static str] {
+        match self {
+            DataSet::Digits { .. } => &["digits.csv"],
+            DataSet::Mnist { .. } | DataSet::Idx { .. } => &[
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ],
+        }
+    }
+
     /// Pixels per sample and number of classes, where known before reading the data.
     pub fn shape(&self) -> Option<(usize, usize)> {
         match self {

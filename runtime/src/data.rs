@@ -80,14 +80,7 @@ impl Dataset {
 /// Reads a file, un-gzipping when it is gzip (by magic bytes).
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| {
-        err(
-            path,
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "no such file (paths are relative to the working directory)".to_string()
-            } else {
-                e.to_string()
-            },
-        )
+        err(path, if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() })
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -144,7 +137,7 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
             return Ok(p);
         }
     }
-    Err(err(&dir.join(stem), "no such file, raw or .gz (paths are relative to the working directory)"))
+    Err(err(&dir.join(stem), "no such file, raw or .gz"))
 }
 
 fn idx_pair(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<(Array2<f32>, Vec<u8>), DataError> {

@@ -48,7 +48,8 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
     let mut diags = Diagnostics::default();
     let loaded = loader::load(root_path, root_name, root_text, loader, &mut diags);
     let root = loaded.files.first().map(|(id, _)| *id).unwrap_or(FileId(0));
-    let program = check(&loaded.sources, &loaded.files, root, &mut diags);
+    let env = train::FileEnv { dirs: &loaded.dirs, sources: &loaded.sources, loader };
+    let program = check(&loaded.sources, &loaded.files, root, &env, &mut diags);
     let program = if diags.has_errors() { None } else { program };
     Compilation { sources: loaded.sources, program, diagnostics: diags.into_sorted() }
 }
@@ -98,7 +99,13 @@ impl<'a> Defs<'a> {
     }
 }
 
-fn check(sources: &SourceMap, files: &[(FileId, ast::File)], root: FileId, diags: &mut Diagnostics) -> Option<Program> {
+fn check(
+    sources: &SourceMap,
+    files: &[(FileId, ast::File)],
+    root: FileId,
+    env: &train::FileEnv<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Program> {
     let mut defs = collect(files, root, diags);
     if defs.list.is_empty() {
         if !diags.has_errors() {
@@ -115,7 +122,7 @@ fn check(sources: &SourceMap, files: &[(FileId, ast::File)], root: FileId, diags
     let networks = network::check_all(&defs, diags);
     let hardware = build::all_hardware(&defs, diags);
     let mut used = BTreeSet::new();
-    let trains = train::check_all(&defs, &networks, &mut used, diags);
+    let trains = train::check_all(&defs, &networks, env, &mut used, diags);
     if !diags.has_errors() {
         report_unused(&defs, &used, diags); // after errors, "unused" is mostly noise
     }

@@ -8,7 +8,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::schema::{BlockSpec, ParamSpec, Presence};
 use crate::span::Span;
 use crate::syntax::ast::{self, Stmt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A parameter's value and where it was set (`None` for a default).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,8 @@ pub struct Entry {
 pub struct ParamSet {
     /// The entries.
     pub map: BTreeMap<String, Entry>,
+    /// Keys that were written but whose value was rejected (already reported): not "missing".
+    pub rejected: BTreeSet<String>,
 }
 
 impl ParamSet {
@@ -63,6 +65,7 @@ impl ParamSet {
         for (k, e) in &other.map {
             self.map.insert(k.clone(), e.clone());
         }
+        self.rejected.extend(other.rejected.iter().cloned());
     }
 }
 
@@ -159,7 +162,9 @@ fn param(
     let Some(spec) = specs.iter().find(|s| s.name == p.key.name) else {
         let d = Diagnostic::new(Code::UnknownParameter, format!("{ctx} has no parameter `{}`", p.key.name))
             .primary(p.key.span, "unknown parameter")
-            .maybe_help(did_you_mean(&p.key.name, specs.iter().map(|s| s.name)));
+            .maybe_help(
+                did_you_mean(&p.key.name, specs.iter().map(|s| s.name)).or_else(|| belongs_elsewhere(&p.key.name)),
+            );
         diags.push(d);
         return;
     };
@@ -175,9 +180,33 @@ fn param(
     }
     key_spans.insert(key.clone(), p.key.span);
     let what = format!("`{key}`");
-    if let Some(value) = (Typer { diags }).eval(&p.value, &spec.ty, &what) {
-        set.map.insert(key, Entry { value, span: Some(p.span) });
+    match (Typer { diags }).eval(&p.value, &spec.ty, &what) {
+        Some(value) => {
+            set.map.insert(key, Entry { value, span: Some(p.span) });
+        }
+        None => {
+            set.rejected.insert(key);
+        }
     }
+}
+
+/// Where a parameter unknown here does belong (`sigma_lsb` is a hardware noise setting), as a
+/// help line; `None` when it belongs nowhere.
+fn belongs_elsewhere(name: &str) -> Option<String> {
+    for kind in crate::schema::Kind::ALL {
+        let spec = crate::schema::block(kind);
+        let place = if spec.params.iter().any(|p| p.name == name) {
+            format!("`{} {{ {name} = ...; }}`", kind.keyword())
+        } else if let Some(sec) = spec.sections.iter().find(|s| s.params.iter().any(|p| p.name == name)) {
+            let label = if sec.labelled { " NAME" } else { "" };
+            format!("`{} {{ {}{label} {{ {name} = ...; }} }}`", kind.keyword(), sec.name)
+        } else {
+            continue;
+        };
+        let sweep = if name == "sigma_lsb" { " (or `imcc train --sigma-lsb` for a sweep)" } else { "" };
+        return Some(format!("`{name}` is set in {place}{sweep}"));
+    }
+    None
 }
 
 /// Fills the defaults of top-level and unlabelled-section parameters, and reports missing
@@ -203,6 +232,8 @@ pub fn fill_defaults(
                         .unwrap_or_else(|| panic!("schema bug: default of `{key}` does not type-check"));
                     set.map.insert(key, Entry { value, span: None });
                 }
+                // A rejected value was reported where it was written, not again as missing.
+                Presence::Required if set.rejected.contains(&key) => {}
                 Presence::Required => missing.push(ps),
                 Presence::Optional => {}
             }

@@ -8,16 +8,29 @@ use super::suggest::did_you_mean;
 use super::values::Value;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::loader::FileLoader;
 use crate::program::*;
 use crate::schema::Kind;
 use crate::span::Span;
 use imcc_runtime::config::{ActivationFormat, Adaptability, ErrorFormat, WeightFormat};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Where the files of a compilation live, for resolving the data paths written in them.
+pub struct FileEnv<'a> {
+    /// The directory of each file, by file id.
+    pub dirs: &'a [PathBuf],
+    /// The files, for their names as shown (messages show paths as the user wrote them).
+    pub sources: &'a crate::span::SourceMap,
+    /// Probes for data files.
+    pub loader: &'a dyn FileLoader,
+}
 
 /// Checks every root-file train block; returns the runnable ones.
 pub fn check_all(
     defs: &Defs<'_>,
     networks: &BTreeMap<usize, Option<Network>>,
+    env: &FileEnv<'_>,
     used: &mut BTreeSet<usize>,
     diags: &mut Diagnostics,
 ) -> Vec<TrainRun> {
@@ -32,7 +45,7 @@ pub fn check_all(
         if is_template {
             continue;
         }
-        let mut cx = TrainCx { defs, block_span: d.block.span, ps, diags, used: &mut *used };
+        let mut cx = TrainCx { defs, env, block_span: d.block.span, ps, diags, used: &mut *used };
         if let Some(run) = cx.check(&d.block.name.name, networks)
             && d.in_root
         {
@@ -44,6 +57,7 @@ pub fn check_all(
 
 struct TrainCx<'a, 'd> {
     defs: &'a Defs<'a>,
+    env: &'a FileEnv<'a>,
     /// The train block itself (inherited settings are not its own).
     block_span: Span,
     ps: &'a ParamSet,
@@ -136,7 +150,7 @@ impl TrainCx<'_, '_> {
             return None;
         };
         let net = networks.get(&net_idx)?.as_ref()?; // a network with errors was reported already
-        let data = build::data_set(self.ps.try_get("data")?);
+        let data = self.resolve_data(build::data_set(self.ps.try_get("data")?));
         let hw_ps = hw_idx.map_or_else(|| build::defaults(Kind::Hardware), |i| self.defs.params[i].clone());
         let hardware = build::hardware(&hw_ps);
         let q_ps = quant_idx.map_or_else(|| build::defaults(Kind::Quant), |i| self.defs.params[i].clone());
@@ -169,6 +183,67 @@ impl TrainCx<'_, '_> {
             eval_every: int("eval_every"),
             reference,
         })
+    }
+
+    /// Resolves the data set's directory against the file that names it, as imports are. A
+    /// default directory (`data/digits`) is looked up beside that file and then in each parent
+    /// directory, so that the bundled data serves files anywhere in the repository. A data set
+    /// that is not there is a warning: checking, lowering and energy need no data, training does.
+    fn resolve_data(&mut self, data: DataSet) -> DataSet {
+        let Some(span) = self.ps.span("data") else { return data };
+        let base = self.env.dirs.get(span.file.0 as usize).cloned().unwrap_or_default();
+        let written = PathBuf::from(data.dir());
+        if written.is_absolute() {
+            self.warn_missing_data(&data, &[written.clone()], &written, span);
+            return data;
+        }
+        let candidates: Vec<PathBuf> = if data.is_default_dir() {
+            base.ancestors().map(|a| a.join(&written)).collect()
+        } else {
+            vec![base.join(&written)]
+        };
+        let found = candidates.iter().find(|dir| {
+            data.files().iter().all(|stem| {
+                let (raw, gz) = (dir.join(stem), dir.join(format!("{stem}.gz")));
+                self.env.loader.is_file(&raw) == Some(true) || self.env.loader.is_file(&gz) == Some(true)
+            })
+        });
+        match found {
+            Some(dir) => data.with_dir(dir.display().to_string()),
+            None => {
+                let shown =
+                    Path::new(&self.env.sources.get(span.file).name).parent().unwrap_or(Path::new("")).join(&written);
+                self.warn_missing_data(&data, &candidates, &shown, span);
+                data.with_dir(candidates[0].display().to_string())
+            }
+        }
+    }
+
+    fn warn_missing_data(&mut self, data: &DataSet, looked: &[PathBuf], shown: &Path, span: Span) {
+        let dir = &looked[0];
+        let missing: Vec<String> = data
+            .files()
+            .iter()
+            .filter(|stem| {
+                [dir.join(stem), dir.join(format!("{stem}.gz"))]
+                    .iter()
+                    .all(|p| self.env.loader.is_file(p) == Some(false))
+            })
+            .map(|s| format!("`{s}`"))
+            .collect();
+        if missing.is_empty() {
+            return; // found, or this loader cannot tell
+        }
+        let mut d = Diagnostic::new(
+            Code::DataNotFound,
+            format!("data set not found: no {} (raw or .gz) in `{}`", missing.join(", "), shown.display()),
+        )
+        .primary(span, "training needs this data")
+        .note("a relative `dir` is resolved against the file that names it, as imports are");
+        if looked.len() > 1 {
+            d = d.note("the default directory is also looked for in each parent directory of that file");
+        }
+        self.diags.push(d.help("point `dir` at the data (`idx(\"DIR\")` loads any idx data set)"));
     }
 
     fn check_data(&mut self, data: &DataSet, net: &Network, net_idx: usize) {

@@ -326,9 +326,13 @@ fn unknown_variant<'a>(
     ty: &Ty,
     options: impl IntoIterator<Item = &'a str> + Clone,
 ) -> Diagnostic {
-    Diagnostic::new(Code::UnknownVariant, format!("`{}` is not a valid value for {what}", id.name))
-        .primary(id.span, format!("expected {}", ty.describe()))
-        .maybe_help(did_you_mean(&id.name, options))
+    let d = Diagnostic::new(Code::UnknownVariant, format!("`{}` is not a valid value for {what}", id.name))
+        .primary(id.span, format!("expected {}", ty.describe()));
+    match did_you_mean(&id.name, options) {
+        Some(h) => d.help(h),
+        None if what == "`data`" => d.help("`idx(\"DIR\")` loads any idx data set (Fashion-MNIST, KMNIST, ...)"),
+        None => d,
+    }
 }
 
 /// A number and whether it was written as an integer, after unit checking and conversion.

@@ -253,9 +253,11 @@ pub fn assign_adc(step: &mut Step, run: &TrainRun) {
             .map(|l| l.adc_range)
             .unwrap_or(imcc_runtime::config::RangePolicy::Mse { momentum: 0.9 });
         let g0 = rows / rows.min(m.reduction as f64).max(1.0);
-        let g = match &allowed {
-            None => g0,
-            Some(list) => {
+        let g = match (&allowed, policy) {
+            // A fixed gain is the gain from the first step on.
+            (_, imcc_runtime::config::RangePolicy::Fixed { gain }) => gain,
+            (None, _) => g0,
+            (Some(list), _) => {
                 let below = list.iter().copied().filter(|&x| x <= g0 * (1.0 + 1e-12)).fold(f64::NAN, f64::max);
                 if below.is_nan() { list.iter().copied().fold(f64::INFINITY, f64::min) } else { below }
             }

@@ -139,6 +139,9 @@ pub struct Executor {
     /// The test batch being evaluated, while [`Executor::evaluate`] runs: it picks the noise
     /// streams, and stops the ADC statistics from learning from test data.
     eval_batch: Option<u64>,
+    /// The gains each IMC MVM's planes used in the last training step (an observation, not
+    /// state: it is not checkpointed).
+    last_gains: Vec<Vec<f64>>,
 }
 
 /// Seeds evaluation noise apart from every training step's (`mix` of this and the step count).
@@ -202,6 +205,7 @@ impl Executor {
             keep: false,
             group_mode: GroupMode::Jit,
             eval_batch: None,
+            last_gains: vec![Vec::new(); step.mvms.len()],
             tile,
             hyper,
             step,
@@ -408,6 +412,18 @@ impl Executor {
     /// Counts per MVM since the last call (and resets them).
     pub fn take_counts(&mut self) -> Vec<MvmCounts> {
         std::mem::replace(&mut self.counts, vec![MvmCounts::default(); self.step.mvms.len()])
+    }
+
+    /// The ADC gain of every input plane of every IMC MVM in the last training step, by MVM
+    /// name (empty before the first step).
+    pub fn last_adc_gains(&self) -> Vec<(String, Vec<f64>)> {
+        self.step
+            .mvms
+            .iter()
+            .zip(&self.last_gains)
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(m, g)| (m.name.clone(), g.clone()))
+            .collect()
     }
 
     /// The master parameters, by name.
@@ -810,6 +826,9 @@ impl Executor {
                     Some(b) => mix(mix(self.hyper.seed ^ EVAL_NOISE_DOMAIN, self.steps), b),
                 };
                 let seed = mix(stream, 0x5EED_0000 + m.0 as u64);
+                if self.eval_batch.is_none() {
+                    self.last_gains[m.index()].clone_from(&gains);
+                }
                 let y = tile.mvm_with_stats(p, &input, &Gains::PerPlane(gains), seed, &mut ev, &mut stats)?;
                 if self.eval_batch.is_none() {
                     let momentum = Running::momentum(&plan.policy);
