@@ -194,7 +194,7 @@ impl TrainCx<'_, '_> {
         let base = self.env.dirs.get(span.file.0 as usize).cloned().unwrap_or_default();
         let written = PathBuf::from(data.dir());
         if written.is_absolute() {
-            self.warn_missing_data(&data, &[written.clone()], &written, span);
+            self.warn_missing_data(&data, std::slice::from_ref(&written), &written, span);
             return data;
         }
         let candidates: Vec<PathBuf> = if data.is_default_dir() {
