@@ -10,6 +10,7 @@ mod quantize;
 mod render;
 mod train;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use imcc_compiler::codes::Code;
 use imcc_compiler::diagnostic::Severity;
@@ -157,10 +158,9 @@ enum Command {
         /// What to print: the syntax tree, the IR, the per-layer mapping summary, or the IR as JSON.
         #[arg(long, value_enum, default_value_t = Emit::Mapping)]
         emit: Emit,
-        /// Stop after this pass (build, formats, partition, tile, allocate_cores,
-        /// schedule_planes, assign_adc, fuse).
-        #[arg(long)]
-        after: Option<String>,
+        /// Stop after this pass.
+        #[arg(long, value_parser = pass_parser())]
+        after: Option<lower::Pass>,
         /// Colour of diagnostics: `auto`, `always`, `never`.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -218,7 +218,7 @@ fn run(command: Command) -> ExitCode {
             check(&files, message_format, use_color(color), deny_warnings)
         }
         Command::Lower { file, train, emit, after, color } => {
-            lower_cmd(&file, train.as_deref(), emit, after.as_deref(), use_color(color))
+            lower_cmd(&file, train.as_deref(), emit, after, use_color(color))
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Quantize { format, scale, json } => run_quantize(format, &scale, json),
@@ -261,6 +261,13 @@ fn run(command: Command) -> ExitCode {
     }
 }
 
+/// `--after`: the names of [`lower::Pass::ALL`], listed in `--help` and in the error for any
+/// other.
+fn pass_parser() -> impl clap::builder::TypedValueParser<Value = lower::Pass> {
+    clap::builder::PossibleValuesParser::new(lower::Pass::ALL.map(|p| p.name()))
+        .map(|name: String| lower::Pass::parse(&name).expect("a possible value names a pass"))
+}
+
 fn use_color(c: ColorChoice) -> bool {
     match c {
         ColorChoice::Always => true,
@@ -275,7 +282,7 @@ fn compile_and_lower(
     path: &std::path::Path,
     shown: &str,
     text: &str,
-    after: Option<&str>,
+    after: Option<lower::Pass>,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
     let mut comp = imcc_compiler::compile(path, shown, text, &FsLoader);
     let mut steps = Vec::new();
@@ -301,7 +308,7 @@ fn compile_and_lower(
 /// when it cannot go on: 2 for I/O, 1 for errors in the program, 101 for a compiler bug.
 fn load_checked(
     path: &std::path::Path,
-    after: Option<&str>,
+    after: Option<lower::Pass>,
     color: bool,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), ExitCode> {
     let shown = path.display().to_string();
@@ -358,14 +365,14 @@ fn checked_runs(
     Ok((comp, steps, names))
 }
 
-fn lower_cmd(path: &std::path::Path, train: Option<&str>, emit: Emit, after: Option<&str>, color: bool) -> ExitCode {
+fn lower_cmd(
+    path: &std::path::Path,
+    train: Option<&str>,
+    emit: Emit,
+    after: Option<lower::Pass>,
+    color: bool,
+) -> ExitCode {
     let shown = path.display().to_string();
-    if let Some(a) = after
-        && !lower::PASSES.contains(&a)
-    {
-        errln!("error: unknown pass `{a}`; the passes are {}", lower::PASSES.join(", "));
-        return ExitCode::from(2);
-    }
     if emit == Emit::Ast {
         return match read_source(path) {
             Ok(text) => {

@@ -2,8 +2,8 @@
 //! default filled, every shape inferred; nothing here refers to syntax.
 
 use crate::span::Span;
-use imcc_runtime::config::{ActivationFormat, ErrorFormat, HardwareConfig, WeightFormat};
-pub use imcc_runtime::config::{Mvm, Precision, RangePolicy, Target};
+use imcc_ir::config::{ActivationFormat, ErrorFormat, HardwareConfig, WeightFormat};
+pub use imcc_ir::config::{Mvm, Precision, RangePolicy, Target};
 use serde::Serialize;
 
 /// A checked compilation unit: the root file with its imports.

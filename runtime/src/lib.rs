@@ -3,11 +3,13 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
+/// The mapped IR (the `imcc-ir` crate).
+pub use imcc_ir as ir;
+pub use imcc_ir::config;
+
 pub mod data;
 pub mod energy;
 pub mod exec;
 pub mod formats;
-pub mod ir;
 pub mod jit;
 pub mod sim;

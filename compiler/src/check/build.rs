@@ -9,7 +9,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::program::{DataSet, Precision, RangePolicy, Schedule, Sgd, Target};
 use crate::schema::{self, Kind};
 use crate::span::Span;
-use imcc_runtime::config::*;
+use imcc_ir::config::*;
 
 fn real(v: &Value) -> f64 {
     v.as_real().unwrap_or_default()

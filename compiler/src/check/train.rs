@@ -12,7 +12,7 @@ use crate::loader::FileLoader;
 use crate::program::*;
 use crate::schema::Kind;
 use crate::span::Span;
-use imcc_runtime::config::{ActivationFormat, Adaptability, ErrorFormat, WeightFormat};
+use imcc_ir::config::{ActivationFormat, Adaptability, ErrorFormat, WeightFormat};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,8 @@
 //! `formats` pass assigns them.
 
 use crate::program::{LayerId, LayerOp, Network, TrainRun};
-use imcc_runtime::config::{ActivationFormat, ErrorFormat, Mvm, WeightFormat};
-use imcc_runtime::ir::*;
+use imcc_ir::config::{ActivationFormat, ErrorFormat, Mvm, WeightFormat};
+use imcc_ir::*;
 
 struct Builder {
     step: Step,
@@ -23,14 +23,22 @@ impl Builder {
     }
 
     fn node(&mut self, op: Op, inputs: Vec<ValueId>, outputs: Vec<ValueId>, layer: usize) {
-        self.step.nodes.push(Node {
-            op,
-            inputs,
-            outputs,
-            layer: Some(LayerIdx(layer as u32)),
-            phase: self.phase,
-            group: None,
-        });
+        let layer = Some(LayerIdx(layer as u32));
+        // A gradient differentiates the latest forward node of its layer with the same op.
+        let forward = match &op {
+            Op::Grad(inner) => self
+                .step
+                .nodes
+                .iter()
+                .rposition(|f| {
+                    f.phase == Phase3::Forward
+                        && f.layer == layer
+                        && std::mem::discriminant(&f.op) == std::mem::discriminant(inner.as_ref())
+                })
+                .map(|i| NodeId(i as u32)),
+            _ => None,
+        };
+        self.step.nodes.push(Node { op, inputs, outputs, layer, phase: self.phase, group: None, forward });
     }
 
     fn mvm(

@@ -1,4 +1,4 @@
-//! Lowering: a checked `train` block to the mapped IR ([`imcc_runtime::ir::Step`]), through a
+//! Lowering: a checked `train` block to the mapped IR ([`imcc_ir::Step`]), through a
 //! linear, named pipeline of passes with the IR verifier after each one (in tests and debug
 //! builds), as cranelift's `Context::optimize` does.
 
@@ -7,11 +7,8 @@ mod passes;
 
 use crate::diagnostic::Diagnostic;
 use crate::program::{Program, TrainRun};
-use imcc_runtime::ir::{Step, verify::verify};
-
-/// The passes, in order.
-pub const PASSES: [&str; 8] =
-    ["build", "formats", "partition", "tile", "allocate_cores", "schedule_planes", "assign_adc", "fuse"];
+pub use imcc_ir::Pass;
+use imcc_ir::{Step, verify::verify};
 
 /// Why lowering stopped.
 #[derive(Debug)]
@@ -22,53 +19,48 @@ pub enum LowerError {
     Internal(String),
 }
 
-/// Lowers `run` (of `program`) through every pass, or up to and including `after`.
-pub fn lower(program: &Program, run: &TrainRun, after: Option<&str>) -> Result<Step, LowerError> {
-    if let Some(a) = after
-        && !PASSES.contains(&a)
-    {
-        return Err(LowerError::Internal(format!("unknown pass `{a}`; the passes are {}", PASSES.join(", "))));
-    }
+/// Lowers `run` (of `program`) through every pass ([`Pass::ALL`]), or up to and including
+/// `after`.
+pub fn lower(program: &Program, run: &TrainRun, after: Option<Pass>) -> Result<Step, LowerError> {
     let net =
         program.networks.iter().find(|n| n.name == run.network).ok_or_else(|| {
             LowerError::Internal(format!("network `{}` of train `{}` is missing", run.network, run.name))
         })?;
     let mut step = build::build(net, run);
     let check = cfg!(debug_assertions) || cfg!(test);
-    for pass in PASSES {
+    for pass in Pass::ALL {
         let diags = match pass {
-            "build" => Vec::new(),
-            "formats" => {
+            Pass::Build => Vec::new(),
+            Pass::Formats => {
                 passes::formats(&mut step, run);
                 Vec::new()
             }
-            "partition" => {
+            Pass::Partition => {
                 passes::partition(&mut step, run);
                 Vec::new()
             }
-            "tile" => passes::tile(&mut step, net),
-            "allocate_cores" => {
+            Pass::Tile => passes::tile(&mut step, net),
+            Pass::AllocateCores => {
                 passes::allocate_cores(&mut step);
                 Vec::new()
             }
-            "schedule_planes" => {
+            Pass::SchedulePlanes => {
                 passes::schedule_planes(&mut step, run);
                 Vec::new()
             }
-            "assign_adc" => {
+            Pass::AssignAdc => {
                 passes::assign_adc(&mut step, run);
                 Vec::new()
             }
-            "fuse" => {
+            Pass::Fuse => {
                 passes::fuse(&mut step);
                 Vec::new()
             }
-            _ => unreachable!("PASSES lists every pass"),
         };
         if !diags.is_empty() {
             return Err(LowerError::Diagnostics(diags));
         }
-        step.passes.push(pass.to_string());
+        step.passes.push(pass);
         if check && let Err(errs) = verify(&step) {
             return Err(LowerError::Internal(format!(
                 "IR verifier failed after pass `{pass}`:\n  {}",
@@ -86,6 +78,7 @@ pub fn lower(program: &Program, run: &TrainRun, after: Option<&str>) -> Result<S
 mod tests {
     use super::*;
     use crate::loader::MemLoader;
+    use imcc_ir::{NodeId, Op};
     use std::path::Path;
 
     fn compile(src: &str) -> Program {
@@ -105,9 +98,9 @@ mod tests {
         ] {
             let program = compile(src);
             for run in &program.trains {
-                for pass in PASSES {
+                for pass in Pass::ALL {
                     let step = lower(&program, run, Some(pass)).unwrap_or_else(|e| panic!("{}: {e:?}", run.name));
-                    assert_eq!(step.passes.last().map(String::as_str), Some(pass));
+                    assert_eq!(step.passes.last(), Some(&pass));
                     assert_eq!(verify(&step), Ok(()));
                 }
             }
@@ -129,8 +122,22 @@ mod tests {
             c.cores[0] = Some(0);
         }
         assert!(verify(&bad).is_err(), "a core holding two tiles");
-        let mut bad = step;
+        let mut bad = step.clone();
         bad.nodes[0].group = None;
         assert!(verify(&bad).is_err(), "ungrouped digital node after fusion");
+        let relu = step.nodes.iter().position(|n| n.op == Op::Relu).expect("a relu");
+        let mut bad = step.clone();
+        let extra = bad.nodes[relu].inputs[0];
+        bad.nodes[relu].inputs.push(extra);
+        let errs = verify(&bad).expect_err("relu with two inputs").join("; ");
+        assert!(errs.contains("relu reads 2 and writes 1 values"), "{errs}");
+        let grad = step.nodes.iter().position(|n| n.forward.is_some()).expect("a gradient with its forward");
+        let mut bad = step.clone();
+        bad.nodes[grad].forward = Some(NodeId(grad as u32 + 1));
+        let errs = verify(&bad).expect_err("a forward link pointing ahead").join("; ");
+        assert!(errs.contains("is not an earlier"), "{errs}");
+        let mut bad = step;
+        bad.nodes[relu].forward = Some(NodeId(0));
+        assert!(verify(&bad).is_err(), "a forward link on a forward node");
     }
 }

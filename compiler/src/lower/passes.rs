@@ -4,10 +4,10 @@
 use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
 use crate::program::{Network, TrainRun};
-use imcc_runtime::config::{
+use imcc_ir::config::{
     ActivationFormat, Adaptability, ErrorFormat, InputMode, Mvm, Precision, SignMode, Target, WeightFormat,
 };
-use imcc_runtime::ir::*;
+use imcc_ir::*;
 
 fn weight_fmt(f: &WeightFormat) -> Format {
     match f {
@@ -106,10 +106,33 @@ pub fn partition(step: &mut Step, run: &TrainRun) {
     }
     // Array writes exist only for MVMs on the arrays.
     let mvms = &step.mvms;
-    step.nodes.retain(|n| match n.op {
-        Op::WriteArrays { mvm } => mvms[mvm.index()].target == Some(Target::Imc),
-        _ => true,
+    let keep: Vec<bool> = step
+        .nodes
+        .iter()
+        .map(|n| match n.op {
+            Op::WriteArrays { mvm } => mvms[mvm.index()].target == Some(Target::Imc),
+            _ => true,
+        })
+        .collect();
+    // Node ids shift: renumber the gradient-to-forward links.
+    let new_id: Vec<u32> = keep
+        .iter()
+        .scan(0u32, |next, &k| {
+            let id = *next;
+            *next += u32::from(k);
+            Some(id)
+        })
+        .collect();
+    let mut i = 0;
+    step.nodes.retain(|_| {
+        i += 1;
+        keep[i - 1]
     });
+    for n in &mut step.nodes {
+        if let Some(f) = &mut n.forward {
+            *f = NodeId(new_id[f.index()]);
+        }
+    }
 }
 
 /// Bits per stored element on the array: one column each.
@@ -251,11 +274,11 @@ pub fn assign_adc(step: &mut Step, run: &TrainRun) {
             .iter()
             .find(|l| l.layer.0 == m.layer.0)
             .map(|l| l.adc_range)
-            .unwrap_or(imcc_runtime::config::RangePolicy::Mse { momentum: 0.9 });
+            .unwrap_or(imcc_ir::config::RangePolicy::Mse { momentum: 0.9 });
         let g0 = rows / rows.min(m.reduction as f64).max(1.0);
         let g = match (&allowed, policy) {
             // A fixed gain is the gain from the first step on.
-            (_, imcc_runtime::config::RangePolicy::Fixed { gain }) => gain,
+            (_, imcc_ir::config::RangePolicy::Fixed { gain }) => gain,
             (None, _) => g0,
             (Some(list), _) => {
                 let below = list.iter().copied().filter(|&x| x <= g0 * (1.0 + 1e-12)).fold(f64::NAN, f64::max);

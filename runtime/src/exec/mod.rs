@@ -466,6 +466,12 @@ impl Executor {
         Ok(())
     }
 
+    /// The index of the forward node gradient node `i` differentiates (`i` itself for other
+    /// nodes, whose own state it is).
+    fn forward_index(&self, i: usize) -> usize {
+        self.step.forward_of(crate::ir::NodeId(i as u32)).map_or(i, |f| f.index())
+    }
+
     /// Checks that `s` fits this step ([`Executor::restore`]).
     fn check_state(&self, s: &TrainState) -> Result<(), ExecError> {
         let bad = |what: String| Err(ExecError::Invalid(format!("the checkpoint {what}")));
@@ -551,8 +557,8 @@ impl Executor {
                 let cols = self.get(input(0))?.matrix();
                 let shape = &self.step.value(out(0)).shape;
                 let b = cols.nrows()
-                    / (ops::out_size(shape[2], *kernel, *stride, *padding)
-                        * ops::out_size(shape[3], *kernel, *stride, *padding));
+                    / (crate::ir::conv_out_size(shape[2], *kernel, *stride, *padding)
+                        * crate::ir::conv_out_size(shape[3], *kernel, *stride, *padding));
                 let img = ops::col2im(cols.view(), (b, shape[1], shape[2], shape[3]), *kernel, *stride, *padding);
                 self.set(out(0), Tensor::f32(img.into_dyn()));
             }
@@ -922,7 +928,7 @@ impl Executor {
             Op::MaxPool { .. } => {
                 let x = &self.get(inputs[0])?.data;
                 let s = x.shape();
-                let arg = self.pool_arg.get(&forward_node(&self.step, i)).cloned().unwrap_or_default();
+                let arg = self.pool_arg.get(&self.forward_index(i)).cloned().unwrap_or_default();
                 let gx = ops::maxpool_grad(
                     (s[0], s[1], s[2], s[3]),
                     &arg,
@@ -948,7 +954,7 @@ impl Executor {
             Op::BatchNorm { gamma, beta, .. } => {
                 let x_shape = self.get(inputs[0])?.data.shape().to_vec();
                 let gcols = ops::channels_as_columns(&g);
-                let fwd = forward_node(&self.step, i);
+                let fwd = self.forward_index(i);
                 let cache = self
                     .bn_cache
                     .get(&fwd)
@@ -1009,7 +1015,7 @@ impl Executor {
                 g.zip_mut_with(w, |gv, &wv| *gv += self.hyper.weight_decay * wv);
             }
             ParamKind::PactAlpha => {
-                let decay = pact_decay(&self.step, p) as f32;
+                let decay = self.step.pact_decay(crate::ir::ParamId(p as u32)) as f32;
                 g.zip_mut_with(w, |gv, &wv| *gv += decay * wv);
             }
             _ => {}
@@ -1027,21 +1033,6 @@ impl Executor {
         }
         Ok(())
     }
-}
-
-/// The forward node a gradient node mirrors: the last forward node of the same layer with the
-/// same operation kind.
-pub(crate) fn forward_node(step: &Step, grad_node: usize) -> usize {
-    let n = &step.nodes[grad_node];
-    let Op::Grad(inner) = &n.op else { return grad_node };
-    step.nodes[..grad_node]
-        .iter()
-        .rposition(|f| {
-            f.phase == Phase3::Forward
-                && f.layer == n.layer
-                && std::mem::discriminant(&f.op) == std::mem::discriminant(inner.as_ref())
-        })
-        .unwrap_or(grad_node)
 }
 
 /// MACs of an MVM from its operands: `x` is the streamed matrix, `stored` the stored length.
@@ -1110,16 +1101,4 @@ fn pact_alpha0(step: &Step, p: usize) -> f64 {
         }
     }
     6.0
-}
-
-pub(crate) fn pact_decay(step: &Step, p: usize) -> f64 {
-    for n in &step.nodes {
-        if let Op::QuantizeActivations { format: ActivationFormat::Int4Pact { alpha_decay, .. }, alpha: Some(q) } =
-            &n.op
-            && q.index() == p
-        {
-            return *alpha_decay;
-        }
-    }
-    0.0
 }

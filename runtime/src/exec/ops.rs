@@ -4,10 +4,7 @@
 
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Zip};
 
-/// Output size of a window: `(size + 2p - k) / s + 1`.
-pub fn out_size(size: usize, k: usize, s: usize, p: usize) -> usize {
-    (size + 2 * p - k) / s + 1
-}
+use crate::ir::conv_out_size as out_size;
 
 /// im2col: `[B, C, H, W]` to `[B·Ho·Wo, C·k·k]`, rows ordered `(b, ho, wo)`, columns `(c, kh, kw)`.
 pub fn im2col(x: ArrayView4<'_, f32>, k: usize, s: usize, p: usize) -> Array2<f32> {

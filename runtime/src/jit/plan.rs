@@ -9,7 +9,7 @@
 use super::JitError;
 use super::abi::{Elem, Slot, SlotKey};
 use crate::config::{ActivationFormat, ErrorFormat, GradScaleMode, Phase, WeightFormat};
-use crate::exec::ops::out_size;
+use crate::ir::conv_out_size as out_size;
 use crate::ir::{GroupId, NodeId, Op, ParamId, ParamKind, Step, ValueId};
 use std::collections::BTreeMap;
 
@@ -594,9 +594,7 @@ impl Planner<'_> {
                     ParamKind::Weight => {
                         SgdKind::Weight { sawb_alpha: self.scalar(SlotKey::SawbAlpha(*param), false)? }
                     }
-                    ParamKind::PactAlpha => {
-                        SgdKind::PactAlpha { decay: crate::exec::pact_decay(self.step, param.index()) as f32 }
-                    }
+                    ParamKind::PactAlpha => SgdKind::PactAlpha { decay: self.step.pact_decay(*param) as f32 },
                     _ => SgdKind::Plain,
                 };
                 Kernel::Sgd { node: id, param: w, grad, zero_grad, velocity, lr, kind, n }
@@ -709,7 +707,7 @@ impl Planner<'_> {
             }
             Op::MaxPool { kernel, stride, padding: 0 } if kernel * kernel <= 64 => {
                 arity(2, 1)?;
-                let fwd = forward_of(self.step, id).ok_or_else(|| bad(id, "max-pool gradient without its forward"))?;
+                let fwd = self.step.forward_of(id).ok_or_else(|| bad(id, "max-pool gradient without its forward"))?;
                 let (g, m) = self.read(ins[1])?;
                 let (y, n) = self.write(outs[0], None)?;
                 same(n, numel(self.shape(ins[0])?))?;
@@ -722,7 +720,7 @@ impl Planner<'_> {
                 arity(2, 1)?;
                 let (g, _) = self.read(ins[1])?;
                 let (y, _) = self.write(outs[0], None)?;
-                let fwd = forward_of(self.step, id).ok_or_else(|| bad(id, "avg-pool gradient without its forward"))?;
+                let fwd = self.step.forward_of(id).ok_or_else(|| bad(id, "avg-pool gradient without its forward"))?;
                 let win = self.window(id, ins[0], self.step.nodes[fwd.index()].outputs[0], *kernel, *stride)?;
                 if numel(self.shape(ins[1])?) != win.planes * win.ho * win.wo {
                     return Err(bad(id, "avg-pool gradient shape does not match"));
@@ -752,10 +750,4 @@ impl Planner<'_> {
         };
         Ok(Kernel::PactGrad { x, g, alpha, galpha, y, n })
     }
-}
-
-/// The forward node a gradient node mirrors (as the executor finds it).
-pub fn forward_of(step: &Step, grad: NodeId) -> Option<NodeId> {
-    let i = crate::exec::forward_node(step, grad.index());
-    (i != grad.index()).then_some(NodeId(i as u32))
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 /// Checks `step`; returns every violated invariant.
 pub fn verify(step: &Step) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
-    let ran = |p: &str| step.passes.iter().any(|x| x == p);
+    let ran = |p: Pass| step.passes.contains(&p);
     let nv = step.values.len();
     // Values: defined once, before use; the input and labels come from outside.
     let mut defined = vec![false; nv];
@@ -51,6 +51,43 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
                 Some(d) => *d = true,
             }
         }
+        let arity = n.op.arity();
+        if !arity.inputs.contains(&n.inputs.len()) || !arity.outputs.contains(&n.outputs.len()) {
+            errs.push(format!(
+                "{id}: {} reads {} and writes {} values, its signature says {:?} and {:?}",
+                n.op.name(),
+                n.inputs.len(),
+                n.outputs.len(),
+                arity.inputs,
+                arity.outputs
+            ));
+        } else if n.op.keeps_shape()
+            && let Some(x) = n.inputs.first().and_then(|v| step.values.get(v.index()))
+        {
+            for o in n.outputs.iter().filter_map(|v| step.values.get(v.index())) {
+                if o.shape != x.shape {
+                    errs.push(format!("{id}: {} writes {:?} from {:?}", n.op.name(), o.shape, x.shape));
+                }
+            }
+        }
+        match (&n.op, n.forward) {
+            (Op::Grad(inner), Some(f)) => match step.nodes.get(f.index()) {
+                Some(fw)
+                    if f.index() < i
+                        && fw.phase == Phase3::Forward
+                        && fw.layer == n.layer
+                        && std::mem::discriminant(&fw.op) == std::mem::discriminant(inner.as_ref()) => {}
+                _ => errs.push(format!("{id}: its forward node {f} is not an earlier {} of its layer", inner.name())),
+            },
+            (Op::Grad(inner), None)
+                if matches!(inner.as_ref(), Op::MaxPool { .. } | Op::AvgPool { .. } | Op::BatchNorm { .. }) =>
+            {
+                errs.push(format!("{id}: the gradient of {} needs its forward node", inner.name()))
+            }
+            (Op::Grad(_), None) => {}
+            (_, Some(f)) => errs.push(format!("{id}: links forward node {f} but is no gradient")),
+            (_, None) => {}
+        }
         let check_param = |p: &ParamId, errs: &mut Vec<String>| {
             if p.index() >= step.params.len() {
                 errs.push(format!("{id} uses parameter {p}, which does not exist"));
@@ -88,7 +125,7 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
             | Op::Pact { alpha: param } => check_param(param, &mut errs),
             _ => {}
         }
-        if ran("fuse") && !matches!(n.op, Op::Mvm(_)) && n.group.is_none() {
+        if ran(Pass::Fuse) && !matches!(n.op, Op::Mvm(_)) && n.group.is_none() {
             errs.push(format!("{id}: a digital node outside every fusion group"));
         }
     }
@@ -107,15 +144,15 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
     let mut used_cores = BTreeSet::new();
     for (i, m) in step.mvms.iter().enumerate() {
         let name = format!("m{i} ({})", m.name);
-        if ran("partition") && m.target.is_none() {
+        if ran(Pass::Partition) && m.target.is_none() {
             errs.push(format!("{name}: no target after partitioning"));
         }
         let imc = m.target == Some(Target::Imc);
         let stage_fields = [
-            ("tile", m.tiling.is_some()),
-            ("allocate_cores", m.cores.is_some()),
-            ("schedule_planes", m.planes.is_some()),
-            ("assign_adc", m.adc.is_some()),
+            (Pass::Tile, m.tiling.is_some()),
+            (Pass::AllocateCores, m.cores.is_some()),
+            (Pass::SchedulePlanes, m.planes.is_some()),
+            (Pass::AssignAdc, m.adc.is_some()),
         ];
         for (pass, present) in stage_fields {
             if ran(pass) && imc && !present {

@@ -8,12 +8,19 @@
 //! Entities are typed indices into vectors (as cranelift's entities), so a node names values,
 //! parameters and MVMs without pointers, and the verifier can check every reference.
 //! `spec/ir.md` documents the text form printed by [`text::print`].
+//!
+//! This crate is the contract between the compiler, which produces steps, and the runtime, which
+//! runs them: it depends on neither (nor on cranelift).
 
+#![warn(missing_docs)]
+
+pub mod config;
 pub mod text;
 pub mod verify;
 
 use crate::config::{ActivationFormat, ErrorFormat, HardwareConfig, Mvm, Phase, RangePolicy, Target, WeightFormat};
 use serde::Serialize;
+use std::fmt;
 
 macro_rules! entity {
     ($name:ident, $prefix:literal) => {
@@ -238,6 +245,10 @@ pub struct Node {
     pub phase: Phase3,
     /// The fusion group (digital nodes only, after the fusion pass).
     pub group: Option<GroupId>,
+    /// For a gradient node, the forward node it differentiates (whose saved state, such as a
+    /// pooling argmax or batch-norm cache, it reads). Set by lowering, checked by the verifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<NodeId>,
 }
 
 /// How an MVM's input vectors drive the rows.
@@ -387,11 +398,180 @@ pub struct Step {
     /// Values carried from one step to the next (quantized weights): written by the update,
     /// read by the next step's forward pass.
     pub state: Vec<ValueId>,
-    /// Names of the passes run so far.
-    pub passes: Vec<String>,
+    /// The passes run so far, in order.
+    pub passes: Vec<Pass>,
+}
+
+/// The lowering passes, in pipeline order: the one list that the pipeline runs, the verifier
+/// consults (which fields must be set after which pass) and `imcc lower --after` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    /// Layers to nodes, values and the three MVMs of each weighted layer.
+    Build,
+    /// Operand formats from the quantization policy.
+    Formats,
+    /// Each MVM's target from the mapping policy.
+    Partition,
+    /// Row- and column-tiles of every IMC MVM.
+    Tile,
+    /// Tiles onto cores.
+    AllocateCores,
+    /// Input planes and sign passes.
+    SchedulePlanes,
+    /// ADC range policies and starting gains.
+    AssignAdc,
+    /// Fusion groups of the digital remainder.
+    Fuse,
+}
+
+impl Pass {
+    /// Every pass, in order.
+    pub const ALL: [Pass; 8] = [
+        Pass::Build,
+        Pass::Formats,
+        Pass::Partition,
+        Pass::Tile,
+        Pass::AllocateCores,
+        Pass::SchedulePlanes,
+        Pass::AssignAdc,
+        Pass::Fuse,
+    ];
+
+    /// The pass's name (`allocate_cores`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Build => "build",
+            Pass::Formats => "formats",
+            Pass::Partition => "partition",
+            Pass::Tile => "tile",
+            Pass::AllocateCores => "allocate_cores",
+            Pass::SchedulePlanes => "schedule_planes",
+            Pass::AssignAdc => "assign_adc",
+            Pass::Fuse => "fuse",
+        }
+    }
+
+    /// The pass named `name`.
+    pub fn parse(name: &str) -> Option<Pass> {
+        Pass::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Pass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many values an op reads and writes: its signature, the one home of these facts. The
+/// verifier checks every node against it, so the executor and the JIT planner may index a
+/// verified node's inputs and outputs within these bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arity {
+    /// Values read.
+    pub inputs: std::ops::RangeInclusive<usize>,
+    /// Values written.
+    pub outputs: std::ops::RangeInclusive<usize>,
+}
+
+impl Op {
+    /// The op's keyword in the text form (`quantize_weights`, `grad`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::QuantizeWeights { .. } => "quantize_weights",
+            Op::QuantizeActivations { .. } => "quantize_activations",
+            Op::QuantizeErrors { .. } => "quantize_errors",
+            Op::Im2col { .. } => "im2col",
+            Op::Col2im { .. } => "col2im",
+            Op::Mvm(_) => "mvm",
+            Op::BiasAdd { .. } => "bias_add",
+            Op::Relu => "relu",
+            Op::Pact { .. } => "pact",
+            Op::MaxPool { .. } => "maxpool",
+            Op::AvgPool { .. } => "avgpool",
+            Op::Reshape => "reshape",
+            Op::ToChannelsFirst { .. } => "to_channels_first",
+            Op::BatchNorm { .. } => "batchnorm",
+            Op::Add => "add",
+            Op::SoftmaxCrossEntropy => "softmax_cross_entropy",
+            Op::Grad(_) => "grad",
+            Op::AccumulateGrad => "accumulate_grad",
+            Op::SgdUpdate { .. } => "sgd_update",
+            Op::WriteArrays { .. } => "write_arrays",
+        }
+    }
+
+    /// The op's [`Arity`].
+    pub fn arity(&self) -> Arity {
+        let a =
+            |i: std::ops::RangeInclusive<usize>, o: std::ops::RangeInclusive<usize>| Arity { inputs: i, outputs: o };
+        match self {
+            Op::QuantizeWeights { .. } => a(0..=0, 1..=1),
+            Op::QuantizeErrors { .. } => a(1..=1, 2..=2),
+            Op::QuantizeActivations { .. }
+            | Op::Im2col { .. }
+            | Op::Col2im { .. }
+            | Op::BiasAdd { .. }
+            | Op::Relu
+            | Op::Pact { .. }
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
+            | Op::Reshape
+            | Op::ToChannelsFirst { .. }
+            | Op::BatchNorm { .. } => a(1..=1, 1..=1),
+            Op::Mvm(_) => a(2..=2, 1..=1),
+            Op::Add | Op::AccumulateGrad => a(2..=usize::MAX, 1..=1),
+            Op::SoftmaxCrossEntropy => a(2..=2, 2..=2),
+            Op::SgdUpdate { .. } => a(0..=1, 0..=0),
+            Op::WriteArrays { .. } => a(1..=1, 0..=0),
+            Op::Grad(inner) => match inner.as_ref() {
+                // The incoming gradient is always the last input.
+                Op::Add => a(1..=usize::MAX, 1..=usize::MAX),
+                Op::BiasAdd { .. } => a(1..=1, 0..=0),
+                Op::ToChannelsFirst { .. } => a(1..=1, 1..=1),
+                _ => a(2..=2, 1..=1),
+            },
+        }
+    }
+
+    /// Whether the op writes values of its first input's shape (elementwise ops and their
+    /// gradients), which the verifier checks.
+    pub fn keeps_shape(&self) -> bool {
+        match self {
+            Op::Relu | Op::Pact { .. } | Op::QuantizeActivations { .. } | Op::BiasAdd { .. } | Op::Add => true,
+            Op::Grad(inner) => matches!(inner.as_ref(), Op::Relu | Op::Pact { .. } | Op::QuantizeActivations { .. }),
+            _ => false,
+        }
+    }
+}
+
+/// Output size of a convolution or pooling window along one axis: `(size + 2p − k) / s + 1`.
+pub fn conv_out_size(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (size + 2 * padding - kernel) / stride + 1
 }
 
 impl Step {
+    /// The forward node that gradient node `grad` differentiates ([`Node::forward`]).
+    pub fn forward_of(&self, grad: NodeId) -> Option<NodeId> {
+        self.nodes.get(grad.index())?.forward
+    }
+
+    /// The L2 decay of PACT alpha parameter `p` (0 when `p` is no PACT alpha).
+    pub fn pact_decay(&self, p: ParamId) -> f64 {
+        self.nodes
+            .iter()
+            .find_map(|n| match &n.op {
+                Op::QuantizeActivations { format: ActivationFormat::Int4Pact { alpha_decay, .. }, alpha: Some(q) }
+                    if *q == p =>
+                {
+                    Some(*alpha_decay)
+                }
+                _ => None,
+            })
+            .unwrap_or(0.0)
+    }
+
     /// The value `id`.
     pub fn value(&self, id: ValueId) -> &Value {
         &self.values[id.index()]

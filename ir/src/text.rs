@@ -63,7 +63,7 @@ fn policy(p: &RangePolicy) -> String {
 pub fn op_text(step: &Step, op: &Op) -> String {
     match op {
         Op::QuantizeWeights { param, format } => {
-            format!("quantize_weights {} {param}", weight_format(format))
+            format!("{} {} {param}", op.name(), weight_format(format))
         }
         Op::QuantizeActivations { format, alpha } => format!(
             "quantize_activations {}{}",
@@ -75,19 +75,15 @@ pub fn op_text(step: &Step, op: &Op) -> String {
         Op::Col2im { kernel, stride, padding } => format!("col2im k={kernel} s={stride} p={padding}"),
         Op::Mvm(m) => format!("mvm {m} {}", step.mvm(*m).name),
         Op::BiasAdd { param } => format!("bias_add {param}"),
-        Op::Relu => "relu".into(),
+        Op::Relu | Op::Reshape | Op::Add | Op::SoftmaxCrossEntropy | Op::AccumulateGrad => op.name().into(),
         Op::Pact { alpha } => format!("pact alpha={alpha}"),
         Op::MaxPool { kernel, stride, padding } => format!("maxpool k={kernel} s={stride} p={padding}"),
         Op::AvgPool { kernel, stride, padding } => format!("avgpool k={kernel} s={stride} p={padding}"),
-        Op::Reshape => "reshape".into(),
         Op::ToChannelsFirst { h, w } => format!("to_channels_first h={h} w={w}"),
         Op::BatchNorm { gamma, beta, momentum, eps } => {
             format!("batchnorm {gamma} {beta} momentum={} eps={eps:e}", num(*momentum))
         }
-        Op::Add => "add".into(),
-        Op::SoftmaxCrossEntropy => "softmax_cross_entropy".into(),
-        Op::Grad(inner) => format!("grad[{}]", op_text(step, inner)),
-        Op::AccumulateGrad => "accumulate_grad".into(),
+        Op::Grad(inner) => format!("{}[{}]", op.name(), op_text(step, inner)),
         Op::SgdUpdate { param } => format!("sgd_update {param}"),
         Op::WriteArrays { mvm } => format!("write_arrays {mvm} {}", step.mvm(*mvm).name),
     }
@@ -189,7 +185,8 @@ pub fn print(step: &Step) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "step {}: network {}, batch {}", step.name, step.network, step.batch);
     let _ = writeln!(o, "  hardware: {}", hardware_line(&step.hardware));
-    let _ = writeln!(o, "  passes: {}", step.passes.join(", "));
+    let passes: Vec<&str> = step.passes.iter().map(|p| p.name()).collect();
+    let _ = writeln!(o, "  passes: {}", passes.join(", "));
     let state: Vec<String> = step.state.iter().map(ToString::to_string).collect();
     let _ =
         writeln!(o, "  input {}, labels {}, loss {}, state {}", step.input, step.labels, step.loss, state.join(" "));
