@@ -100,8 +100,9 @@ fn same(step: &Step, a: &Executor, b: &Executor) -> Result<(), String> {
         }
     }
     let (sa, sb) = (a.state(), b.state());
-    let bits =
-        |v: &Vec<Vec<f32>>| v.iter().map(|p| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>();
+    let bits = |v: &std::collections::BTreeMap<String, Vec<f32>>| {
+        v.values().map(|p| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
     if bits(&sa.params) != bits(&sb.params) {
         return Err("master parameters differ".into());
     }
@@ -323,9 +324,15 @@ fn a_damaged_checkpoint_state_is_refused_before_anything_changes() {
     let e = ex.restore(&short).expect_err("wrong length").to_string();
     assert!(e.contains("batch-norm statistics of lengths 1 and 3 for 3 channels"), "{e}");
     let mut moved = good.clone();
-    let (k, v) = moved.bn_running.pop_first().expect("one");
-    moved.bn_running.insert(k + 1, v);
-    assert!(ex.restore(&moved).expect_err("not a BN node").to_string().contains("which is no batch norm"));
+    let (_, v) = moved.bn_running.pop_first().expect("one");
+    moved.bn_running.insert("c1.z".into(), v);
+    let e = ex.restore(&moved).expect_err("not a BN node").to_string();
+    assert!(e.contains("has batch-norm statistics for `c1.z`, which no batch norm writes"), "{e}");
+    let mut renamed = good.clone();
+    let w = renamed.params.remove("c1.w").expect("a conv weight");
+    renamed.params.insert("c2.w".into(), w);
+    let e = ex.restore(&renamed).expect_err("another network").to_string();
+    assert!(e.contains("has no `c1.w` among its parameters"), "{e}");
     assert_eq!(ex.state(), good, "a refused restore changes nothing");
     ex.restore(&good).expect("the good state restores");
 }

@@ -65,6 +65,26 @@ pub enum Format {
     Radix4(Phase),
 }
 
+impl Format {
+    /// Bits of one element, as moved and stored (radix-4 FP4: a sign and 3 exponent bits).
+    pub fn bits(&self) -> u32 {
+        match self {
+            Format::F32 => 32,
+            Format::Int4Sawb | Format::Int4Pact | Format::Radix4(_) => 4,
+            Format::Int8 => 8,
+        }
+    }
+
+    /// Columns one element occupies when stored on an array bit-parallel; `None` for formats
+    /// that are never stored (f32; radix-4 errors are only streamed).
+    pub fn array_bits(&self) -> Option<u32> {
+        match self {
+            Format::Int4Sawb | Format::Int4Pact | Format::Int8 => Some(self.bits()),
+            Format::F32 | Format::Radix4(_) => None,
+        }
+    }
+}
+
 /// A tensor of the step: activations, errors, codes. Shapes include the batch dimension.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Value {

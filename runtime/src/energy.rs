@@ -16,9 +16,9 @@
 //! simulator's event counts (empty planes skipped), so the two agree when no plane is skipped.
 
 use crate::config::{EnergyAccounting, HardwareConfig, Mvm, Precision, Target};
-use crate::exec::MvmCounts;
 use crate::ir::{Format, MvmOp, Op, Step, text};
-use serde::Serialize;
+use crate::sim::Events;
+use serde::{Deserialize, Serialize};
 
 /// The components of the ledger.
 pub const COMPONENTS: [&str; 9] = [
@@ -89,13 +89,20 @@ impl Ledger {
     }
 }
 
-/// Bits of one element of a format (radix-4 FP4: sign and 3 exponent bits).
+/// Energy-relevant counts of one MVM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MvmCounts {
+    /// Simulator events (IMC).
+    pub events: Events,
+    /// Digital multiply-accumulates.
+    pub digital_macs: u64,
+    /// Calls.
+    pub calls: u64,
+}
+
+/// Bits of one element of a format ([`Format::bits`]).
 pub fn format_bits(f: &Format) -> u64 {
-    match f {
-        Format::F32 => 32,
-        Format::Int4Sawb | Format::Int4Pact | Format::Radix4(_) => 4,
-        Format::Int8 => 8,
-    }
+    f.bits() as u64
 }
 
 /// Energy of one digital MAC at `precision`, without operand traffic, at the chip's node.

@@ -135,15 +135,6 @@ pub fn partition(step: &mut Step, run: &TrainRun) {
     }
 }
 
-/// Bits per stored element on the array: one column each.
-fn stored_bits(f: &Format) -> Option<u32> {
-    match f {
-        Format::Int4Sawb | Format::Int4Pact => Some(4),
-        Format::Int8 => Some(8),
-        Format::F32 | Format::Radix4(_) => None,
-    }
-}
-
 /// Pass `tile`: row- and column-tiles of every IMC MVM. A stored element wider than the
 /// array's columns cannot be placed (E0600).
 pub fn tile(step: &mut Step, net: &Network) -> Vec<Diagnostic> {
@@ -154,7 +145,7 @@ pub fn tile(step: &mut Step, net: &Network) -> Vec<Diagnostic> {
         if m.target != Some(Target::Imc) {
             continue;
         }
-        let Some(bits) = stored_bits(&m.stored) else {
+        let Some(bits) = m.stored.array_bits() else {
             // The checker rejects IMC MVMs with f32 operands (E0503).
             unreachable!("IMC MVM {} with a {:?} stored operand passed the checker", m.name, m.stored);
         };

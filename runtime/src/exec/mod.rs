@@ -10,9 +10,11 @@
 mod jit;
 pub(crate) mod ops;
 pub mod policy;
+mod state;
 pub mod tensor;
 
 use crate::config::{ActivationFormat, AdcZero, ErrorFormat, GradScaleMode, Mvm, Phase, Target, WeightFormat};
+pub use crate::energy::MvmCounts;
 use crate::formats::{int, radix4};
 use crate::ir::{MvmId, Op, ParamKind, Phase3, Step};
 use crate::sim::{Events, Gains, InputBatch, PlaneStats, Programmed, SimError, StoredMatrix, Tile};
@@ -21,7 +23,7 @@ use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, Ix4, IxDyn};
 use policy::Running;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde::{Deserialize, Serialize};
+pub use state::TrainState;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -79,34 +81,6 @@ pub struct Hyper {
     pub accumulate_fp16: bool,
 }
 
-/// Everything that changes during training: enough to resume bit-identically.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Training steps run.
-    pub steps: u64,
-    /// Master parameters, flattened, in the step's parameter order.
-    pub params: Vec<Vec<f32>>,
-    /// Momentum buffers.
-    pub velocity: Vec<Vec<f32>>,
-    /// Running ADC statistics per MVM and plane.
-    pub adc: Vec<Vec<Running>>,
-    /// GradScale per error quantizer node (incremental mode).
-    pub gradscale: BTreeMap<usize, f32>,
-    /// Batch-norm running mean and variance per node.
-    pub bn_running: BTreeMap<usize, (Vec<f32>, Vec<f32>)>,
-}
-
-/// Energy-relevant counts of one MVM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct MvmCounts {
-    /// Simulator events (IMC).
-    pub events: Events,
-    /// Digital multiply-accumulates.
-    pub digital_macs: u64,
-    /// Calls.
-    pub calls: u64,
-}
-
 /// Runs a step.
 pub struct Executor {
     step: Step,
@@ -161,7 +135,12 @@ fn nonfinite(a: &ArrayD<f32>) -> bool {
 impl Executor {
     /// Prepares `step`: initializes parameters from the seed (He-uniform weights, zero biases,
     /// PACT alphas at their initial value), quantizes the weights and programs the arrays.
+    ///
+    /// The step is verified first ([`crate::ir::verify::verify`]): everything the executor
+    /// indexes (values, parameters, MVMs, each op's inputs and outputs) is then in bounds.
     pub fn new(step: Step, hyper: Hyper) -> Result<Executor, ExecError> {
+        crate::ir::verify::verify(&step)
+            .map_err(|errs| ExecError::Invalid(format!("the step fails the IR verifier: {}", errs.join("; "))))?;
         let needs_tile = step.mvms.iter().any(|m| m.target == Some(Target::Imc));
         let tile = if needs_tile { Some(Tile::new(&step.hardware)?) } else { None };
         let mut params = Vec::new();
@@ -431,89 +410,10 @@ impl Executor {
         self.step.params.iter().map(|p| p.name.clone()).zip(self.params.iter()).collect()
     }
 
-    /// The training state, for checkpoints.
-    pub fn state(&self) -> TrainState {
-        TrainState {
-            steps: self.steps,
-            params: self.params.iter().map(|p| p.iter().copied().collect()).collect(),
-            velocity: self.velocity.iter().map(|p| p.iter().copied().collect()).collect(),
-            adc: self.adc.clone(),
-            gradscale: self.gradscale.clone(),
-            bn_running: self.bn_running.iter().map(|(k, (m, v))| (*k, (m.to_vec(), v.to_vec()))).collect(),
-        }
-    }
-
-    /// Restores a checkpoint taken from an executor of the same step. Everything is checked
-    /// against the step before anything changes: a checkpoint of another network, or a damaged
-    /// one, is an error, never a panic later.
-    pub fn restore(&mut self, s: &TrainState) -> Result<(), ExecError> {
-        self.check_state(s)?;
-        for (i, (p, v)) in s.params.iter().zip(&s.velocity).enumerate() {
-            self.params[i] = ArrayD::from_shape_vec(self.params[i].raw_dim(), p.clone())
-                .map_err(|e| ExecError::Invalid(e.to_string()))?;
-            self.velocity[i] = ArrayD::from_shape_vec(self.params[i].raw_dim(), v.clone())
-                .map_err(|e| ExecError::Invalid(e.to_string()))?;
-        }
-        self.steps = s.steps;
-        self.adc = s.adc.clone();
-        self.gradscale = s.gradscale.clone();
-        self.bn_running =
-            s.bn_running.iter().map(|(k, (m, v))| (*k, (Array1::from(m.clone()), Array1::from(v.clone())))).collect();
-        self.prime()?;
-        // Programming the restored arrays is not a training event (the interrupted run counted
-        // its own programming), and neither was the programming of the initial weights.
-        self.take_counts();
-        Ok(())
-    }
-
     /// The index of the forward node gradient node `i` differentiates (`i` itself for other
     /// nodes, whose own state it is).
     fn forward_index(&self, i: usize) -> usize {
         self.step.forward_of(crate::ir::NodeId(i as u32)).map_or(i, |f| f.index())
-    }
-
-    /// Checks that `s` fits this step ([`Executor::restore`]).
-    fn check_state(&self, s: &TrainState) -> Result<(), ExecError> {
-        let bad = |what: String| Err(ExecError::Invalid(format!("the checkpoint {what}")));
-        if s.params.len() != self.params.len() || s.velocity.len() != self.params.len() || s.adc.len() != self.adc.len()
-        {
-            return bad("is of another network".into());
-        }
-        for (i, (p, v)) in s.params.iter().zip(&s.velocity).enumerate() {
-            if p.len() != self.params[i].len() || v.len() != self.params[i].len() {
-                return bad(format!("'s `{}` has another shape", self.step.params[i].name));
-            }
-        }
-        for (m, (saved, now)) in s.adc.iter().zip(&self.adc).enumerate() {
-            if saved.len() != now.len() {
-                let name = &self.step.mvms[m].name;
-                return bad(format!(
-                    "has ADC statistics for {} planes of `{name}`, which has {}",
-                    saved.len(),
-                    now.len()
-                ));
-            }
-        }
-        let node = |k: usize| self.step.nodes.get(k).map(|n| &n.op);
-        for &k in s.gradscale.keys() {
-            if !matches!(node(k), Some(Op::QuantizeErrors { .. })) {
-                return bad(format!("has a GradScale for node {k}, which quantizes no errors"));
-            }
-        }
-        for (&k, (mean, var)) in &s.bn_running {
-            let Some(Op::BatchNorm { gamma, .. }) = node(k) else {
-                return bad(format!("has batch-norm statistics for node {k}, which is no batch norm"));
-            };
-            let channels = self.params[gamma.index()].len();
-            if mean.len() != channels || var.len() != channels {
-                return bad(format!(
-                    "has batch-norm statistics of lengths {} and {} for {channels} channels",
-                    mean.len(),
-                    var.len()
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn run_node(&mut self, i: usize, train: bool, lr: f32) -> Result<(), ExecError> {
