@@ -5,7 +5,8 @@
 
 use imcc_compiler::lower;
 use imcc_compiler::program::{Program, TrainRun};
-use imcc_runtime::exec::{Executor, GroupMode, Hyper};
+use imcc_runtime::exec::{Executor, GroupMode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// One group's medians.
@@ -30,13 +31,7 @@ fn us(d: Duration) -> f64 {
 /// Runs the benchmark for `run`; prints the table.
 pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String> {
     let step = lower::lower(program, run, None).map_err(|_| format!("`{}` cannot be lowered", run.name))?;
-    let hyper = Hyper {
-        momentum: run.optimizer.momentum as f32,
-        weight_decay: run.optimizer.weight_decay as f32,
-        nesterov: run.optimizer.nesterov,
-        seed: run.seed,
-        accumulate_fp16: false,
-    };
+    let hyper = imcc_driver::hyper(run);
     // Compile time: the median of five fresh compilations of every group.
     let mut compiles = Vec::new();
     let mut ex = Executor::new(step.clone(), hyper.clone()).map_err(|e| e.to_string())?;
@@ -136,4 +131,33 @@ pub fn run(program: &Program, run: &TrainRun, reps: usize) -> Result<(), String>
         per_group.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// `imcc bench --kernels`: times the fusion groups of the first selected train block.
+pub fn command(path: &std::path::Path, train: Option<&str>, reps: usize) -> ExitCode {
+    let (comp, _) = match crate::load::load_checked(
+        path,
+        crate::load::Lowering::Skip,
+        crate::use_color(crate::ColorChoice::Auto),
+    ) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
+    let shown = path.display().to_string();
+    let runs = match crate::load::select(&program.trains, |r| r.name.as_str(), train, &shown) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(run) = runs.first() else {
+        errln!("error: `{shown}` has no train block");
+        return ExitCode::from(1);
+    };
+    match self::run(program, run, reps) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("error: `{}`: {e}", run.name);
+            ExitCode::from(1)
+        }
+    }
 }

@@ -9,6 +9,7 @@ use imcc_runtime::ir::Step;
 use serde_json::json;
 use std::fmt::Write;
 use std::path::Path;
+use std::process::ExitCode;
 
 /// Training steps per epoch, where the data set's size is known without loading it.
 fn steps_per_epoch(run: &TrainRun) -> Option<u64> {
@@ -142,4 +143,28 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
         "breakdown": breakdown,
     });
     Report { text: t, json }
+}
+
+/// `imcc energy`: the report of every selected train block, as text or JSON.
+pub fn command(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
+    let (comp, steps, names) = match crate::load::checked_runs(path, only, crate::load::Lowering::Through(None)) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(program) = &comp.program else { return ExitCode::from(1) };
+    let runs = program.trains.iter().filter(|r| names.contains(&r.name));
+    let mut out = Vec::new();
+    for run in runs {
+        let Some(step) = steps.iter().find(|s| s.name == run.name) else { continue };
+        let r = report(run, step);
+        if json {
+            out.push(r.json);
+        } else {
+            outln!("{}", r.text);
+        }
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "runs": out })).unwrap_or_default());
+    }
+    ExitCode::SUCCESS
 }

@@ -4,6 +4,8 @@ use imcc_runtime::config::Phase;
 use imcc_runtime::formats::{int, radix4};
 use ndarray::Array1;
 use std::fmt;
+use std::fmt::Write as _;
+use std::process::ExitCode;
 
 /// A format named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,6 +134,45 @@ pub fn quantize(format: Format, x: &[f32], scale: Option<f32>) -> Result<(f32, V
         },
     };
     Ok((s, out.to_vec()))
+}
+
+/// `imcc quantize`: numbers from stdin, quantized and dequantized, one per line or as JSON.
+pub fn command(format: Format, scale: &str, json: bool) -> ExitCode {
+    let scale = match scale {
+        "auto" => None,
+        s => match s.parse::<f32>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errln!("error: --scale must be `auto` or a number, not `{s}`");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut text = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+        errln!("error: cannot read standard input: {e}");
+        return ExitCode::from(1);
+    }
+    let result = parse_numbers(&text).and_then(|x| quantize(format, &x, scale));
+    match result {
+        Ok((s, values)) => {
+            if json {
+                outln!("{}", serde_json::json!({ "scale": s, "values": values }));
+            } else {
+                // One write for the whole output, not one per line.
+                let mut text = String::with_capacity(values.len() * 12);
+                for v in &values {
+                    let _ = writeln!(text, "{v}");
+                }
+                out!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -165,8 +165,9 @@ fn usage_errors_exit_2() {
     assert_eq!(imcc(&["bench", "examples/digits_mlp.imc", "--samples", "0"]).status.code(), Some(2));
     assert_eq!(imcc(&["train", "examples/digits_mlp.imc", "--train", "nope"]).status.code(), Some(2));
     let bad_sigma = imcc(&["train", "examples/digits_mlp.imc", "--train", "full", "--sigma-lsb=-1", "--limit", "32"]);
-    assert_eq!(bad_sigma.status.code(), Some(1));
-    assert!(stderr(&bad_sigma).contains("noise sigma must be finite and >= 0"), "{}", stderr(&bad_sigma));
+    assert_eq!(bad_sigma.status.code(), Some(2), "checked before training, with the file's rule");
+    let says = "--sigma-lsb: `noise.sigma_lsb` is out of range: expected a number >= 0, found -1";
+    assert!(stderr(&bad_sigma).contains(says), "{}", stderr(&bad_sigma));
 }
 
 fn imcc_stdin(args: &[&str], input: &str) -> Output {

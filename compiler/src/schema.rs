@@ -124,6 +124,28 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// Checks real number `v` (in the parameter's base unit) against a [`Ty::Real`] range;
+    /// `Err` carries the accepted range in words. Other types accept nothing.
+    pub fn check_real(&self, v: f64) -> Result<(), String> {
+        let Ty::Real { min, min_open, max, dim } = self else {
+            return Err(self.describe());
+        };
+        let low_ok = if *min_open { v > *min } else { v >= *min };
+        if low_ok && v <= *max && v.is_finite() {
+            return Ok(());
+        }
+        Err(if *dim == Dim::Energy {
+            "a non-negative energy below 1 J".to_string()
+        } else {
+            match (min_open, *max >= 1e6) {
+                (true, true) => format!("a number > {min}"),
+                (false, true) => format!("a number >= {min}"),
+                (true, false) => format!("a number in ({min}, {max}]"),
+                (false, false) => format!("a number in [{min}, {max}]"),
+            }
+        })
+    }
+
     /// A human description for "expected ..." messages.
     pub fn describe(&self) -> String {
         match self {
@@ -804,6 +826,29 @@ pub const TRAIN: BlockSpec = BlockSpec {
     ],
     sections: &[],
 };
+
+/// The parameter `key` of a `kind` block (`noise.sigma_lsb` for a section's parameter).
+pub fn param(kind: Kind, key: &str) -> Option<&'static ParamSpec> {
+    let spec = block(kind);
+    match key.split_once('.') {
+        None => spec.params.iter().find(|p| p.name == key),
+        Some((section, name)) => {
+            spec.sections.iter().find(|s| s.name == section)?.params.iter().find(|p| p.name == name)
+        }
+    }
+}
+
+/// Checks a number given on the command line for parameter `key` of a `kind` block with the
+/// same rule the file's value gets (one check, one message).
+pub fn check_override(kind: Kind, key: &str, v: f64) -> Result<(), String> {
+    let spec = param(kind, key).ok_or_else(|| format!("no parameter `{key}` in a `{}` block", kind.keyword()))?;
+    let checked = match spec.ty {
+        Ty::Int { min, max, .. } if v.fract() == 0.0 && v >= min as f64 && v <= max as f64 => Ok(()),
+        Ty::Int { .. } => Err(spec.ty.describe()),
+        _ => spec.ty.check_real(v),
+    };
+    checked.map_err(|range| format!("`{key}` is out of range: expected {range}, found {v}"))
+}
 
 /// The vocabulary of a block kind.
 pub fn block(kind: Kind) -> &'static BlockSpec {

@@ -117,19 +117,9 @@ impl Typer<'_> {
                 }
                 Ok(Value::Int(v as i64))
             }
-            Ty::Real { min, min_open, max, dim } => {
+            Ty::Real { dim, .. } => {
                 let (v, _) = number(expr, *dim, ty, what)?;
-                let low_ok = if *min_open { v > *min } else { v >= *min };
-                if !low_ok || v > *max || !v.is_finite() {
-                    let range = match (min_open, *max >= 1e6) {
-                        (true, true) => format!("a number > {min}"),
-                        (false, true) => format!("a number >= {min}"),
-                        (true, false) => format!("a number in ({min}, {max}]"),
-                        (false, false) => format!("a number in [{min}, {max}]"),
-                    };
-                    let range = if *dim == Dim::Energy { "a non-negative energy below 1 J".to_string() } else { range };
-                    return Err(out_of_range(expr.span, what, &range));
-                }
+                ty.check_real(v).map_err(|range| out_of_range(expr.span, what, &range))?;
                 Ok(Value::Real(v))
             }
             Ty::Bool => match expr.kind {

@@ -202,11 +202,7 @@ impl Executor {
     /// now on. Results are bit-identical to the reference executor's.
     pub fn enable_jit(&mut self) -> Result<(), ExecError> {
         if self.jit.is_none() {
-            let consts = crate::jit::Consts {
-                momentum: self.hyper.momentum,
-                weight_decay: self.hyper.weight_decay,
-                nesterov: self.hyper.nesterov,
-            };
+            let consts = crate::jit::Consts::from(&self.hyper);
             let compiled = crate::jit::compile(&self.step, &consts, jit::HOST).map_err(ExecError::Jit)?;
             self.jit = Some(Arc::new(compiled));
         }

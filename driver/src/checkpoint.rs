@@ -2,7 +2,7 @@
 //! after every epoch, recording what the run was trained with so that a resume that differs is
 //! refused with the differences named; and the directory lock that keeps two processes apart.
 
-use crate::train::EpochMetrics;
+use crate::{EpochMetrics, Error};
 use imcc_runtime::exec::TrainState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,7 +48,11 @@ pub fn path(dir: &Path, name: &str, reference: bool) -> PathBuf {
 
 /// Reads the checkpoint at `path`, refusing anything that is not a regular file holding a
 /// checkpoint of `name` in the current format.
-pub fn load(path: &Path, name: &str) -> Result<Checkpoint, String> {
+pub fn load(path: &Path, name: &str) -> Result<Checkpoint, Error> {
+    load_text(path, name).map_err(Error::Checkpoint)
+}
+
+fn load_text(path: &Path, name: &str) -> Result<Checkpoint, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     if !meta.is_file() {
@@ -72,7 +76,11 @@ pub fn load(path: &Path, name: &str) -> Result<Checkpoint, String> {
 
 /// Compares the record a checkpoint was trained with against this run's. Entries in [`FIXED`]
 /// must match; the others may differ only when `accept_changes` says so.
-pub fn check_resume(path: &Path, saved: &RunRecord, now: &RunRecord, accept_changes: bool) -> Result<(), String> {
+pub fn check_resume(path: &Path, saved: &RunRecord, now: &RunRecord, accept_changes: bool) -> Result<(), Error> {
+    compare(path, saved, now, accept_changes).map_err(Error::Checkpoint)
+}
+
+fn compare(path: &Path, saved: &RunRecord, now: &RunRecord, accept_changes: bool) -> Result<(), String> {
     let keys: std::collections::BTreeSet<&String> = saved.keys().chain(now.keys()).collect();
     let none = "(not recorded)".to_string();
     let diffs: Vec<(&String, &String, &String)> = keys
@@ -103,7 +111,11 @@ pub struct DirLock {
 }
 
 /// Creates `dir` when needed and locks it; another process holding it is an error.
-pub fn lock_dir(dir: &Path) -> Result<DirLock, String> {
+pub fn lock_dir(dir: &Path) -> Result<DirLock, Error> {
+    lock(dir).map_err(Error::Checkpoint)
+}
+
+fn lock(dir: &Path) -> Result<DirLock, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let p = dir.join(".imcc.lock");
     let file = std::fs::OpenOptions::new()
@@ -135,11 +147,11 @@ mod tests {
         let saved = record(&[("seed", "5"), ("batch", "32")]);
         assert!(check_resume(p, &saved, &saved, false).is_ok());
         let batch = record(&[("seed", "5"), ("batch", "64")]);
-        let e = check_resume(p, &saved, &batch, false).expect_err("batch changed");
+        let e = check_resume(p, &saved, &batch, false).expect_err("batch changed").to_string();
         assert!(e.contains("batch: 32 in the checkpoint, 64 now") && e.contains("--accept-changes"), "{e}");
         assert!(check_resume(p, &saved, &batch, true).is_ok());
         let seed = record(&[("seed", "6"), ("batch", "32")]);
-        let e = check_resume(p, &saved, &seed, true).expect_err("seed changed");
+        let e = check_resume(p, &saved, &seed, true).expect_err("seed changed").to_string();
         assert!(e.contains("seed: 5 in the checkpoint, 6 now") && e.contains("cannot change"), "{e}");
     }
 
@@ -147,7 +159,7 @@ mod tests {
     fn a_second_lock_on_a_directory_is_refused() {
         let d = std::env::temp_dir().join(format!("imcc-lock-{}", std::process::id()));
         let first = lock_dir(&d).expect("locks");
-        let e = lock_dir(&d).err().expect("already locked");
+        let e = lock_dir(&d).err().expect("already locked").to_string();
         assert!(e.contains("in use by another imcc process"), "{e}");
         drop(first);
         lock_dir(&d).expect("free again");
