@@ -6,6 +6,8 @@
 //! without documentation or a documented default. Defaults are written as source text of the
 //! language itself and are type-checked by a test like any user value.
 
+use imcc_ir::config::{AdcZero, EnergyAccounting, GradScaleMode, Mvm, Named, NoiseScaling, Phase, Precision, SignMode};
+
 /// The kinds of top-level definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -296,7 +298,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
         p("input", Ty::Ctor(INPUT_MODES), "bit_serial", "How MVM inputs are applied to the rows."),
         p(
             "signs",
-            Ty::Sym(&["two_pass", "signed"]),
+            Ty::Sym(SignMode::NAMES),
             "two_pass",
             "Signed inputs: a positive and a negative pass per plane (`two_pass`), or a signed row drive \
            (`signed`). [default]",
@@ -324,7 +326,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                 ),
                 p(
                     "zero",
-                    Ty::Sym(&["unsigned", "signed", "differential"]),
+                    Ty::Sym(AdcZero::NAMES),
                     "unsigned",
                     "Zero handling: `unsigned` clips negative noise at code 0 (the chips' AND mode), `signed` \
                    converts around mid-rail, `differential` uses +-1 columns. [default]",
@@ -345,7 +347,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                 ),
                 p(
                     "scaling",
-                    Ty::Sym(&["physical_rows", "driven_rows"]),
+                    Ty::Sym(NoiseScaling::NAMES),
                     "physical_rows",
                     "Whether noise in unit counts is fixed by the array's physical rows, or scales with the rows \
                    a row-tile actually drives. [default]",
@@ -399,7 +401,7 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                 p("move_bit", energy(), "0.02 pJ", "Moving one operand bit between memory and the array. [default]"),
                 p(
                     "accounting",
-                    Ty::Sym(&["conversions", "bit_products"]),
+                    Ty::Sym(EnergyAccounting::NAMES),
                     "conversions",
                     "How MVM energy is counted: per conversion actually performed (a partial row-tile or a sparse \
                      plane costs a full conversion), or per 1b x 1b product at full utilization, (column_eval + \
@@ -477,7 +479,7 @@ const INPUT_MODES: &[CtorSpec] = &[
 
 // ---------------------------------------------------------------- quant
 
-const PRECISIONS: &[&str] = &["int4", "int8", "fp16", "f32"];
+const PRECISIONS: &[&str] = Precision::NAMES;
 
 const WEIGHT_FORMATS: &[CtorSpec] = &[
     ctor(
@@ -516,16 +518,11 @@ const ERROR_FORMATS: &[CtorSpec] = &[
                 "true",
                 "Two-phase rounding: quantize the error onto the even and the odd grid. [paper]",
             ),
-            p("backward", Ty::Sym(&["even", "odd"]), "even", "The phase that feeds the backward MVM. [default]"),
-            p(
-                "weight_grad",
-                Ty::Sym(&["even", "odd"]),
-                "odd",
-                "The phase that feeds the weight-gradient MVM. [default]",
-            ),
+            p("backward", Ty::Sym(Phase::NAMES), "even", "The phase that feeds the backward MVM. [default]"),
+            p("weight_grad", Ty::Sym(Phase::NAMES), "odd", "The phase that feeds the weight-gradient MVM. [default]"),
             p(
                 "gradscale",
-                Ty::Sym(&["current", "incremental", "off"]),
+                Ty::Sym(GradScaleMode::NAMES),
                 "current",
                 "GradScale timing: the power of two chosen from the current tensor, or the paper's one-step \
            adjustment per iteration. [default: current]",
@@ -637,7 +634,7 @@ pub const MAPPING: BlockSpec = BlockSpec {
         MVM_TARGET_PARAMS[2],
         p(
             "two_level_digital",
-            Ty::Sym(&["forward", "backward", "weight_grad"]),
+            Ty::Sym(Mvm::NAMES),
             "weight_grad",
             "Under a finite gain list, the MVM that `auto` keeps digital. [default: weight-gradient]",
         ),

@@ -6,6 +6,45 @@
 
 use serde::Serialize;
 
+/// An enum whose variants have names in the language (`two_pass`, `bit_products`). The
+/// schema lists exactly [`Named::NAMES`] as the accepted symbols, and the checker converts a
+/// checked symbol with [`Named::from_name`]: renaming a variant's name changes both at once, so
+/// the two can never disagree and no misspelt comparison can silently pick a default.
+pub trait Named: Sized + Copy + 'static {
+    /// Every variant's name, in declaration order.
+    const NAMES: &'static [&'static str];
+    /// Every variant, in the order of [`Named::NAMES`].
+    const VARIANTS: &'static [Self];
+    /// The variant called `name`.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::VARIANTS[i])
+    }
+    /// The variant's name.
+    fn name(self) -> &'static str;
+}
+
+/// Implements [`Named`] for a fieldless enum: `named!(SignMode { TwoPass = "two_pass", ... })`.
+macro_rules! named {
+    ($t:ident { $($v:ident = $n:literal),+ $(,)? }) => {
+        impl Named for $t {
+            const NAMES: &'static [&'static str] = &[$($n),+];
+            const VARIANTS: &'static [Self] = &[$($t::$v),+];
+            fn name(self) -> &'static str {
+                match self { $($t::$v => $n),+ }
+            }
+        }
+    };
+}
+
+named!(SignMode { TwoPass = "two_pass", Signed = "signed" });
+named!(AdcZero { Unsigned = "unsigned", Signed = "signed", Differential = "differential" });
+named!(NoiseScaling { PhysicalRows = "physical_rows", DrivenRows = "driven_rows" });
+named!(EnergyAccounting { Conversions = "conversions", BitProducts = "bit_products" });
+named!(Phase { Even = "even", Odd = "odd" });
+named!(GradScaleMode { Current = "current", Incremental = "incremental", Off = "off" });
+named!(Precision { Int4 = "int4", Int8 = "int8", Fp16 = "fp16", F32 = "f32" });
+named!(Mvm { Forward = "forward", Backward = "backward", WeightGrad = "weight_grad" });
+
 /// An IMC chip.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HardwareConfig {
@@ -254,11 +293,7 @@ impl Mvm {
 
     /// The language's key for it.
     pub fn key(self) -> &'static str {
-        match self {
-            Mvm::Forward => "forward",
-            Mvm::Backward => "backward",
-            Mvm::WeightGrad => "weight_grad",
-        }
+        self.name()
     }
 }
 

@@ -26,6 +26,12 @@ fn sym(v: &Value) -> &'static str {
     }
 }
 
+/// The enum variant a checked symbol names. The schema accepts exactly `T::NAMES` there
+/// ([`Named`]), so a symbol that names no variant is a schema bug, never a user error.
+fn named<T: Named>(v: &Value) -> T {
+    T::from_name(sym(v)).unwrap_or_else(|| panic!("schema bug: `{}` is not one of {:?}", sym(v), T::NAMES))
+}
+
 fn ctor(v: &Value) -> &Ctor {
     match v {
         Value::Ctor(c) => c,
@@ -74,7 +80,7 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             },
             _ => InputMode::BitSerial,
         },
-        signs: if sym(ps.get("signs")) == "signed" { SignMode::Signed } else { SignMode::TwoPass },
+        signs: named(ps.get("signs")),
         skip_empty_planes: matches!(ps.get("skip_empty_planes"), Value::Bool(true)),
         adc: AdcConfig {
             bits: int(ps.get("adc.bits")) as u32,
@@ -82,19 +88,11 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
                 Value::Gains(Some(g)) => Adaptability::Gains(g.clone()),
                 _ => Adaptability::Full,
             },
-            zero: match sym(ps.get("adc.zero")) {
-                "signed" => AdcZero::Signed,
-                "differential" => AdcZero::Differential,
-                _ => AdcZero::Unsigned,
-            },
+            zero: named(ps.get("adc.zero")),
         },
         noise: NoiseConfig {
             sigma_lsb: real(ps.get("noise.sigma_lsb")),
-            scaling: if sym(ps.get("noise.scaling")) == "driven_rows" {
-                NoiseScaling::DrivenRows
-            } else {
-                NoiseScaling::PhysicalRows
-            },
+            scaling: named(ps.get("noise.scaling")),
             gain_mismatch: real(ps.get("noise.gain_mismatch")),
             dac_error: real(ps.get("noise.dac_error")),
             chip_seed: int(ps.get("noise.chip_seed")) as u64,
@@ -105,11 +103,7 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             shift_add: e("shift_add"),
             array_write_bit: e("array_write_bit"),
             move_bit: e("move_bit"),
-            accounting: if sym(ps.get("energy.accounting")) == "bit_products" {
-                EnergyAccounting::BitProducts
-            } else {
-                EnergyAccounting::Conversions
-            },
+            accounting: named(ps.get("energy.accounting")),
         },
         digital: DigitalEnergy {
             node_scale: g("node_scale"),
@@ -214,20 +208,14 @@ pub fn activation_format(v: &Value) -> ActivationFormat {
 /// An error format value.
 pub fn error_format(v: &Value) -> ErrorFormat {
     let c = ctor(v);
-    let phase = |k: &str| {
-        if sym(arg(c, k)) == "odd" { Phase::Odd } else { Phase::Even }
-    };
+    let phase = |k: &str| named::<Phase>(arg(c, k));
     match c.name {
         "radix4" => ErrorFormat::Radix4(Radix4Config {
             levels: int(arg(c, "levels")) as u32,
             tpr: matches!(arg(c, "tpr"), Value::Bool(true)),
             backward: phase("backward"),
             weight_grad: phase("weight_grad"),
-            gradscale: match sym(arg(c, "gradscale")) {
-                "incremental" => GradScaleMode::Incremental,
-                "off" => GradScaleMode::Off,
-                _ => GradScaleMode::Current,
-            },
+            gradscale: named(arg(c, "gradscale")),
         }),
         "int8" => ErrorFormat::Int8,
         _ => ErrorFormat::F32,
@@ -236,12 +224,7 @@ pub fn error_format(v: &Value) -> ErrorFormat {
 
 /// A precision name.
 pub fn precision(s: &str) -> Precision {
-    match s {
-        "int4" => Precision::Int4,
-        "int8" => Precision::Int8,
-        "fp16" => Precision::Fp16,
-        _ => Precision::F32,
-    }
+    Precision::from_name(s).unwrap_or_else(|| panic!("schema bug: `{s}` is not one of {:?}", Precision::NAMES))
 }
 
 /// A target value: `None` for `auto`.
