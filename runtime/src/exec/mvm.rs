@@ -1,0 +1,153 @@
+//! The executor's MVMs: writing the arrays after an update, and running an MVM on the tile
+//! simulator (IMC, with the ADC range policy) or exactly on the codes (digital).
+
+use super::nodes::round_fp16;
+use super::policy::Running;
+use super::tensor::{Codes, Tensor};
+use super::{EVAL_NOISE_DOMAIN, ExecError, Executor, mix};
+use crate::config::{AdcZero, Mvm, Target};
+use crate::ir::MvmId;
+use crate::sim::{Events, Gains, InputBatch, PlaneStats, StoredMatrix};
+use ndarray::Array2;
+
+impl Executor {
+    pub(super) fn write_arrays(&mut self, m: MvmId, v: crate::ir::ValueId) -> Result<(), ExecError> {
+        let Some(tile) = &self.tile else { return Ok(()) };
+        let t = self.vals[v.index()]
+            .as_ref()
+            .ok_or_else(|| ExecError::Invalid(format!("{v} read before it was written")))?;
+        let Some(q) = &t.quant else {
+            return Err(ExecError::Invalid(format!("IMC MVM {m} stores an unquantized value")));
+        };
+        let Codes::Int { codes, .. } = &q.codes else {
+            return Err(ExecError::Invalid(format!("IMC MVM {m} stores radix-4 codes")));
+        };
+        let (bits, signed) = q.stored_bits();
+        let kind = self.step.mvm(m).kind;
+        let stored = match kind {
+            Mvm::Forward => codes.clone(),
+            Mvm::Backward | Mvm::WeightGrad => codes.t().as_standard_layout().to_owned(),
+        };
+        let mut ev = Events::default();
+        let p = tile.program(&StoredMatrix { codes: stored.view(), bits, signed }, m.0 as u64, &mut ev)?;
+        self.counts[m.index()].events += ev;
+        self.programmed[m.index()] = Some(p);
+        Ok(())
+    }
+
+    /// Runs MVM `m` with stored operand `s` and streamed operand `x`.
+    pub(super) fn mvm(&mut self, m: MvmId, s: &Tensor, x: &Tensor) -> Result<Tensor, ExecError> {
+        let op = self.step.mvm(m).clone();
+        let counts = &mut self.counts[m.index()];
+        counts.calls += 1;
+        let y: Array2<f32> = match (op.target, &s.quant, &x.quant) {
+            (Some(Target::Imc), Some(sq), Some(xq)) => {
+                let p = self.programmed[m.index()]
+                    .as_ref()
+                    .ok_or_else(|| ExecError::Invalid(format!("{} runs before its arrays are written", op.name)))?;
+                let tile = self.tile.as_mut().ok_or_else(|| ExecError::Invalid("no tile for an IMC MVM".into()))?;
+                let xt; // streamed vectors: rows of x, or columns for the weight gradient
+                let input = match (&xq.codes, op.kind) {
+                    (Codes::Int { codes, bits, signed }, Mvm::WeightGrad) => {
+                        xt = Codes::Int {
+                            codes: codes.t().as_standard_layout().to_owned(),
+                            bits: *bits,
+                            signed: *signed,
+                        };
+                        batch_of(&xt)
+                    }
+                    (Codes::Radix4 { codes, levels }, Mvm::WeightGrad) => {
+                        xt = Codes::Radix4 { codes: codes.t().as_standard_layout().to_owned(), levels: *levels };
+                        batch_of(&xt)
+                    }
+                    (c, _) => batch_of(c),
+                };
+                let plan = op.adc.as_ref().ok_or_else(|| ExecError::Invalid(format!("{} has no ADC plan", op.name)))?;
+                let fs = tile.plane_full_scales(&input)?;
+                let hw = tile.hardware();
+                let cmax = match hw.adc.zero {
+                    AdcZero::Unsigned => ((1u64 << hw.adc.bits) - 1) as f64,
+                    _ => ((1u64 << (hw.adc.bits - 1)) - 1) as f64,
+                };
+                let running = &mut self.adc[m.index()];
+                if running.len() != fs.len() && self.eval_batch.is_none() {
+                    running.resize(fs.len(), Running::default());
+                }
+                let gains: Vec<f64> = fs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &f)| {
+                        running.get(k).copied().unwrap_or_default().gain(
+                            &plan.policy,
+                            f,
+                            cmax,
+                            plan.allowed.as_deref(),
+                            plan.initial_gains.get(k).copied().unwrap_or(1.0),
+                        )
+                    })
+                    .collect();
+                let mut ev = Events::default();
+                let mut stats = PlaneStats::default();
+                let stream = match self.eval_batch {
+                    None => mix(self.hyper.seed, self.steps),
+                    Some(b) => mix(mix(self.hyper.seed ^ EVAL_NOISE_DOMAIN, self.steps), b),
+                };
+                let seed = mix(stream, 0x5EED_0000 + m.0 as u64);
+                if self.eval_batch.is_none() {
+                    self.last_gains[m.index()].clone_from(&gains);
+                }
+                let y = tile.mvm_with_stats(p, &input, &Gains::PerPlane(gains), seed, &mut ev, &mut stats)?;
+                if self.eval_batch.is_none() {
+                    let momentum = Running::momentum(&plan.policy);
+                    for (k, r) in running.iter_mut().enumerate() {
+                        r.update(&stats, k, momentum);
+                    }
+                }
+                counts.events += ev;
+                let scale = sq.scale as f64 * xq.scale as f64;
+                y.mapv(|v| (v * scale) as f32)
+            }
+            (Some(Target::Digital(_)), Some(sq), Some(xq)) => {
+                // Exact: every product and partial sum of these codes is representable in f64.
+                let (sv, xv) = (sq.code_values(), xq.code_values());
+                counts.digital_macs += macs(op.kind, &xv, sv.len());
+                let y = match op.kind {
+                    Mvm::Forward => xv.dot(&sv.t()),
+                    Mvm::Backward => xv.dot(&sv),
+                    Mvm::WeightGrad => xv.t().dot(&sv),
+                };
+                let scale = sq.scale as f64 * xq.scale as f64;
+                y.mapv(|v| (v * scale) as f32)
+            }
+            _ => {
+                // Unquantized operands: f32 GEMM on the values.
+                let (sv, xv) = (s.matrix(), x.matrix());
+                counts.digital_macs += macs(op.kind, &xv, sv.len());
+                match op.kind {
+                    Mvm::Forward => xv.dot(&sv.t()),
+                    Mvm::Backward => xv.dot(&sv),
+                    Mvm::WeightGrad => xv.t().dot(&sv),
+                }
+            }
+        };
+        let mut y = if self.hyper.accumulate_fp16 { y.mapv(round_fp16) } else { y };
+        if !y.is_standard_layout() {
+            // GEMMs may return column-major results; every consumer indexes row-major.
+            y = y.as_standard_layout().into_owned();
+        }
+        Ok(Tensor::f32(y.into_dyn()))
+    }
+}
+
+/// MACs of an MVM from its operands: `x` is the streamed matrix, `stored` the stored length.
+pub(super) fn macs<T>(kind: Mvm, x: &Array2<T>, stored: usize) -> u64 {
+    let k = if kind == Mvm::WeightGrad { x.ncols() } else { x.nrows() };
+    (k * stored) as u64
+}
+
+pub(super) fn batch_of(c: &Codes) -> InputBatch<'_> {
+    match c {
+        Codes::Int { codes, bits, signed } => InputBatch::Int { codes: codes.view(), bits: *bits, signed: *signed },
+        Codes::Radix4 { codes, levels } => InputBatch::Radix4 { codes: codes.view(), levels: *levels },
+    }
+}
