@@ -8,7 +8,24 @@ use std::collections::BTreeSet;
 /// Checks `step`; returns every violated invariant.
 pub fn verify(step: &Step) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
-    let ran = |p: Pass| step.passes.contains(&p);
+    dataflow(step, &mut errs);
+    for (i, n) in step.nodes.iter().enumerate() {
+        let id = NodeId(i as u32);
+        signature(step, id, n, &mut errs);
+        forward_link(step, id, n, &mut errs);
+        references(step, id, n, &mut errs);
+        if step.passes.contains(&Pass::Fuse) && !matches!(n.op, Op::Mvm(_)) && n.group.is_none() {
+            errs.push(format!("{id}: a digital node outside every fusion group"));
+        }
+    }
+    mvms(step, &mut errs);
+    groups(step, &mut errs);
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// Values are defined once, before use (the input and labels come from outside); state values
+/// are readable from the start and written exactly once, by the update; every MVM runs once.
+fn dataflow(step: &Step, errs: &mut Vec<String>) {
     let nv = step.values.len();
     // Values: defined once, before use; the input and labels come from outside.
     let mut defined = vec![false; nv];
@@ -51,82 +68,10 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
                 Some(d) => *d = true,
             }
         }
-        let arity = n.op.arity();
-        if !arity.inputs.contains(&n.inputs.len()) || !arity.outputs.contains(&n.outputs.len()) {
-            errs.push(format!(
-                "{id}: {} reads {} and writes {} values, its signature says {:?} and {:?}",
-                n.op.name(),
-                n.inputs.len(),
-                n.outputs.len(),
-                arity.inputs,
-                arity.outputs
-            ));
-        } else if n.op.keeps_shape()
-            && let Some(x) = n.inputs.first().and_then(|v| step.values.get(v.index()))
+        if let Op::Mvm(m) = &n.op
+            && let Some(c) = mvm_nodes.get_mut(m.index())
         {
-            for o in n.outputs.iter().filter_map(|v| step.values.get(v.index())) {
-                if o.shape != x.shape {
-                    errs.push(format!("{id}: {} writes {:?} from {:?}", n.op.name(), o.shape, x.shape));
-                }
-            }
-        }
-        match (&n.op, n.forward) {
-            (Op::Grad(inner), Some(f)) => match step.nodes.get(f.index()) {
-                Some(fw)
-                    if f.index() < i
-                        && fw.phase == Phase3::Forward
-                        && fw.layer == n.layer
-                        && std::mem::discriminant(&fw.op) == std::mem::discriminant(inner.as_ref()) => {}
-                _ => errs.push(format!("{id}: its forward node {f} is not an earlier {} of its layer", inner.name())),
-            },
-            (Op::Grad(inner), None)
-                if matches!(inner.as_ref(), Op::MaxPool { .. } | Op::AvgPool { .. } | Op::BatchNorm { .. }) =>
-            {
-                errs.push(format!("{id}: the gradient of {} needs its forward node", inner.name()))
-            }
-            (Op::Grad(_), None) => {}
-            (_, Some(f)) => errs.push(format!("{id}: links forward node {f} but is no gradient")),
-            (_, None) => {}
-        }
-        let check_param = |p: &ParamId, errs: &mut Vec<String>| {
-            if p.index() >= step.params.len() {
-                errs.push(format!("{id} uses parameter {p}, which does not exist"));
-            }
-        };
-        match &n.op {
-            Op::Mvm(m) => match mvm_nodes.get_mut(m.index()) {
-                Some(c) => {
-                    *c += 1;
-                    let mvm = &step.mvms[m.index()];
-                    if n.inputs.len() != 2 || n.outputs.len() != 1 {
-                        errs.push(format!(
-                            "{id}: an MVM reads the stored and the streamed operand and writes one value"
-                        ));
-                    } else if let Some(out) = step.values.get(n.outputs[0].index())
-                        && out.shape != [mvm.vectors, mvm.outputs]
-                    {
-                        errs.push(format!(
-                            "{id}: {} writes {:?}, expected [{}, {}]",
-                            mvm.name, out.shape, mvm.vectors, mvm.outputs
-                        ));
-                    }
-                    if n.group.is_some() {
-                        errs.push(format!("{id}: MVMs are not part of fusion groups"));
-                    }
-                }
-                None => errs.push(format!("{id} runs MVM {m}, which does not exist")),
-            },
-            Op::WriteArrays { mvm } if mvm.index() >= step.mvms.len() => {
-                errs.push(format!("{id} rewrites MVM {mvm}, which does not exist"))
-            }
-            Op::QuantizeWeights { param, .. }
-            | Op::BiasAdd { param }
-            | Op::SgdUpdate { param }
-            | Op::Pact { alpha: param } => check_param(param, &mut errs),
-            _ => {}
-        }
-        if ran(Pass::Fuse) && !matches!(n.op, Op::Mvm(_)) && n.group.is_none() {
-            errs.push(format!("{id}: a digital node outside every fusion group"));
+            *c += 1;
         }
     }
     for (k, &c) in state_written.iter().enumerate() {
@@ -139,6 +84,94 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
             errs.push(format!("MVM m{m} is run by {c} nodes, expected 1"));
         }
     }
+}
+
+/// The node against its op's signature: arity, and shapes for shape-keeping ops.
+fn signature(step: &Step, id: NodeId, n: &Node, errs: &mut Vec<String>) {
+    let arity = n.op.arity();
+    if !arity.inputs.contains(&n.inputs.len()) || !arity.outputs.contains(&n.outputs.len()) {
+        errs.push(format!(
+            "{id}: {} reads {} and writes {} values, its signature says {:?} and {:?}",
+            n.op.name(),
+            n.inputs.len(),
+            n.outputs.len(),
+            arity.inputs,
+            arity.outputs
+        ));
+    } else if n.op.keeps_shape()
+        && let Some(x) = n.inputs.first().and_then(|v| step.values.get(v.index()))
+    {
+        for o in n.outputs.iter().filter_map(|v| step.values.get(v.index())) {
+            if o.shape != x.shape {
+                errs.push(format!("{id}: {} writes {:?} from {:?}", n.op.name(), o.shape, x.shape));
+            }
+        }
+    }
+}
+
+/// A gradient's link to the forward node it differentiates.
+fn forward_link(step: &Step, id: NodeId, n: &Node, errs: &mut Vec<String>) {
+    let i = id.index();
+    match (&n.op, n.forward) {
+        (Op::Grad(inner), Some(f)) => match step.nodes.get(f.index()) {
+            Some(fw)
+                if f.index() < i
+                    && fw.phase == Phase3::Forward
+                    && fw.layer == n.layer
+                    && std::mem::discriminant(&fw.op) == std::mem::discriminant(inner.as_ref()) => {}
+            _ => errs.push(format!("{id}: its forward node {f} is not an earlier {} of its layer", inner.name())),
+        },
+        (Op::Grad(inner), None)
+            if matches!(inner.as_ref(), Op::MaxPool { .. } | Op::AvgPool { .. } | Op::BatchNorm { .. }) =>
+        {
+            errs.push(format!("{id}: the gradient of {} needs its forward node", inner.name()))
+        }
+        (Op::Grad(_), None) => {}
+        (_, Some(f)) => errs.push(format!("{id}: links forward node {f} but is no gradient")),
+        (_, None) => {}
+    }
+}
+
+/// MVMs, parameters and array writes a node names exist; an MVM node's operands and output.
+fn references(step: &Step, id: NodeId, n: &Node, errs: &mut Vec<String>) {
+    let check_param = |p: &ParamId, errs: &mut Vec<String>| {
+        if p.index() >= step.params.len() {
+            errs.push(format!("{id} uses parameter {p}, which does not exist"));
+        }
+    };
+    match &n.op {
+        Op::Mvm(m) => match step.mvms.get(m.index()) {
+            Some(mvm) => {
+                if n.inputs.len() != 2 || n.outputs.len() != 1 {
+                    errs.push(format!("{id}: an MVM reads the stored and the streamed operand and writes one value"));
+                } else if let Some(out) = step.values.get(n.outputs[0].index())
+                    && out.shape != [mvm.vectors, mvm.outputs]
+                {
+                    errs.push(format!(
+                        "{id}: {} writes {:?}, expected [{}, {}]",
+                        mvm.name, out.shape, mvm.vectors, mvm.outputs
+                    ));
+                }
+                if n.group.is_some() {
+                    errs.push(format!("{id}: MVMs are not part of fusion groups"));
+                }
+            }
+            None => errs.push(format!("{id} runs MVM {m}, which does not exist")),
+        },
+        Op::WriteArrays { mvm } if mvm.index() >= step.mvms.len() => {
+            errs.push(format!("{id} rewrites MVM {mvm}, which does not exist"))
+        }
+        Op::QuantizeWeights { param, .. }
+        | Op::BiasAdd { param }
+        | Op::SgdUpdate { param }
+        | Op::Pact { alpha: param } => check_param(param, errs),
+        _ => {}
+    }
+}
+
+/// Per-MVM state after each pass: targets, tiling, cores, planes and ADC plans.
+fn mvms(step: &Step, errs: &mut Vec<String>) {
+    let ran = |p: Pass| step.passes.contains(&p);
     // Per-MVM state after each pass.
     let hw = &step.hardware;
     let mut used_cores = BTreeSet::new();
@@ -192,6 +225,10 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
             errs.push(format!("{name}: {} initial gains for {} planes", a.initial_gains.len(), p.planes));
         }
     }
+}
+
+/// Fusion groups list exactly their members.
+fn groups(step: &Step, errs: &mut Vec<String>) {
     for (gi, g) in step.groups.iter().enumerate() {
         for &n in &g.nodes {
             match step.nodes.get(n.index()) {
@@ -201,5 +238,4 @@ pub fn verify(step: &Step) -> Result<(), Vec<String>> {
             }
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(errs) }
 }
