@@ -5,7 +5,7 @@ use super::tensor::{Codes, Quant, Tensor};
 use super::{ExecError, Executor, nonfinite, ops};
 use crate::config::{ActivationFormat, ErrorFormat, GradScaleMode, Phase, WeightFormat};
 use crate::formats::{int, radix4};
-use crate::ir::{Op, ParamKind, Step};
+use crate::ir::{Node, Op, ParamKind, Step};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, Ix4, IxDyn};
 
 impl Executor {
@@ -37,39 +37,7 @@ impl Executor {
                 self.set(out(0), b);
                 self.set(out(1), w);
             }
-            Op::Im2col { kernel, stride, padding } => {
-                let x = self
-                    .get(input(0))?
-                    .data
-                    .clone()
-                    .into_dimensionality::<Ix4>()
-                    .map_err(|e| ExecError::Invalid(e.to_string()))?;
-                self.set(out(0), Tensor::f32(ops::im2col(x.view(), *kernel, *stride, *padding).into_dyn()));
-            }
-            Op::Col2im { kernel, stride, padding } => {
-                let cols = self.get(input(0))?.matrix();
-                let shape = &self.step.value(out(0)).shape;
-                let b = cols.nrows()
-                    / (crate::ir::conv_out_size(shape[2], *kernel, *stride, *padding)
-                        * crate::ir::conv_out_size(shape[3], *kernel, *stride, *padding));
-                let img = ops::col2im(cols.view(), (b, shape[1], shape[2], shape[3]), *kernel, *stride, *padding);
-                self.set(out(0), Tensor::f32(img.into_dyn()));
-            }
-            Op::Mvm(m) => {
-                // Borrow the operands out of the value table instead of copying them (the stored
-                // operand is a whole weight matrix), and put them back whatever happens.
-                let (si, xi) = (input(0), input(1));
-                self.get(si)?;
-                self.get(xi)?;
-                let s = self.vals[si.index()].take().expect("checked above");
-                let x = self.vals[xi.index()].take().unwrap_or_else(|| s.clone()); // same value twice
-                let y = self.mvm(*m, &s, &x);
-                if xi != si {
-                    self.vals[xi.index()] = Some(x);
-                }
-                self.vals[si.index()] = Some(s);
-                self.set(out(0), y?);
-            }
+            Op::Mvm(m) => self.mvm_node(*m, &node)?,
             Op::BiasAdd { param } => {
                 let mut z = self.get(input(0))?.matrix();
                 let b = self.params[param.index()]
@@ -78,10 +46,6 @@ impl Executor {
                     .map_err(|e| ExecError::Invalid(e.to_string()))?;
                 z += &b;
                 self.set(out(0), Tensor::f32(z.into_dyn()));
-            }
-            Op::ToChannelsFirst { h, w } => {
-                let z = self.get(input(0))?.matrix();
-                self.set(out(0), Tensor::f32(ops::to_channels_first(z.view(), *h, *w).into_dyn()));
             }
             Op::Relu => {
                 let x = &self.get(input(0))?.data;
@@ -92,56 +56,13 @@ impl Executor {
                 let x = &self.get(input(0))?.data;
                 self.set(out(0), Tensor::f32(x.mapv(|v| v.clamp(0.0, a))));
             }
-            Op::MaxPool { kernel, stride, padding } => {
-                let x = self.feature_map(input(0))?;
-                let (y, arg) = ops::maxpool(x.view(), *kernel, *stride, *padding);
-                self.pool_arg.insert(i, arg);
-                self.set(out(0), Tensor::f32(y.into_dyn()));
-            }
-            Op::AvgPool { kernel, stride, padding } => {
-                let x = self.feature_map(input(0))?;
-                self.set(out(0), Tensor::f32(ops::avgpool(x.view(), *kernel, *stride, *padding).into_dyn()));
-            }
-            Op::Reshape => {
-                let x = &self.get(input(0))?.data;
-                let shape: Vec<usize> =
-                    std::iter::once(x.shape()[0]).chain(self.step.value(out(0)).shape[1..].iter().copied()).collect();
-                let y = x.to_shape(IxDyn(&shape)).map_err(|e| ExecError::Invalid(e.to_string()))?.to_owned();
-                self.set(out(0), Tensor::f32(y));
-            }
-            Op::BatchNorm { gamma, beta, momentum, eps } => {
-                let x = self.get(input(0))?.data.clone();
-                let cols = ops::channels_as_columns(&x);
-                let (g, b) = (
-                    self.params[gamma.index()].iter().copied().collect::<Vec<_>>(),
-                    self.params[beta.index()].iter().copied().collect::<Vec<_>>(),
-                );
-                let y = if train {
-                    let (y, cache, mean, var) = ops::batchnorm(cols.view(), &g, &b, *eps as f32);
-                    let m = *momentum as f32;
-                    let e = self
-                        .bn_running
-                        .entry(i)
-                        .or_insert_with(|| (Array1::zeros(mean.len()), Array1::ones(var.len())));
-                    e.0 = &e.0 * (1.0 - m) + &mean * m;
-                    e.1 = &e.1 * (1.0 - m) + &var * m;
-                    self.bn_cache.insert(i, cache);
-                    y
-                } else {
-                    let (mean, var) = self
-                        .bn_running
-                        .get(&i)
-                        .cloned()
-                        .unwrap_or_else(|| (Array1::zeros(g.len()), Array1::ones(g.len())));
-                    let mut y = cols.clone();
-                    for (j, mut c) in y.axis_iter_mut(Axis(1)).enumerate() {
-                        let is = 1.0 / (var[j] + *eps as f32).sqrt();
-                        c.mapv_inplace(|v| (v - mean[j]) * is * g[j] + b[j]);
-                    }
-                    y
-                };
-                self.set(out(0), Tensor::f32(from_columns(y, x.shape())));
-            }
+            Op::BatchNorm { .. } => self.batchnorm_node(i, &node, train)?,
+            Op::Im2col { .. }
+            | Op::Col2im { .. }
+            | Op::ToChannelsFirst { .. }
+            | Op::MaxPool { .. }
+            | Op::AvgPool { .. }
+            | Op::Reshape => self.layout_node(i, &node)?,
             Op::Add => {
                 let mut y = self.get(input(0))?.data.clone();
                 for k in 1..node.inputs.len() {
@@ -178,6 +99,107 @@ impl Executor {
             }
             Op::WriteArrays { mvm } => self.write_arrays(*mvm, input(0))?,
         }
+        Ok(())
+    }
+
+    /// An MVM node: borrows its operands out of the value table instead of copying them (the
+    /// stored operand is a whole weight matrix), and puts them back whatever happens.
+    fn mvm_node(&mut self, m: crate::ir::MvmId, node: &Node) -> Result<(), ExecError> {
+        let (si, xi) = (node.inputs[0], node.inputs[1]);
+        self.get(si)?;
+        self.get(xi)?;
+        let s = self.vals[si.index()].take().expect("checked above");
+        let x = self.vals[xi.index()].take().unwrap_or_else(|| s.clone()); // same value twice
+        let y = self.mvm(m, &s, &x);
+        if xi != si {
+            self.vals[xi.index()] = Some(x);
+        }
+        self.vals[si.index()] = Some(s);
+        self.set(node.outputs[0], y?);
+        Ok(())
+    }
+
+    /// Layout and window nodes: im2col/col2im, channels-first, pooling, reshape.
+    fn layout_node(&mut self, i: usize, node: &Node) -> Result<(), ExecError> {
+        let out = |k: usize| node.outputs[k];
+        let input = |k: usize| node.inputs[k];
+        match &node.op {
+            Op::Im2col { kernel, stride, padding } => {
+                let x = self
+                    .get(input(0))?
+                    .data
+                    .clone()
+                    .into_dimensionality::<Ix4>()
+                    .map_err(|e| ExecError::Invalid(e.to_string()))?;
+                self.set(out(0), Tensor::f32(ops::im2col(x.view(), *kernel, *stride, *padding).into_dyn()));
+            }
+            Op::Col2im { kernel, stride, padding } => {
+                let cols = self.get(input(0))?.matrix();
+                let shape = &self.step.value(out(0)).shape;
+                let b = cols.nrows()
+                    / (crate::ir::conv_out_size(shape[2], *kernel, *stride, *padding)
+                        * crate::ir::conv_out_size(shape[3], *kernel, *stride, *padding));
+                let img = ops::col2im(cols.view(), (b, shape[1], shape[2], shape[3]), *kernel, *stride, *padding);
+                self.set(out(0), Tensor::f32(img.into_dyn()));
+            }
+            Op::ToChannelsFirst { h, w } => {
+                let z = self.get(input(0))?.matrix();
+                self.set(out(0), Tensor::f32(ops::to_channels_first(z.view(), *h, *w).into_dyn()));
+            }
+            Op::MaxPool { kernel, stride, padding } => {
+                let x = self.feature_map(input(0))?;
+                let (y, arg) = ops::maxpool(x.view(), *kernel, *stride, *padding);
+                self.pool_arg.insert(i, arg);
+                self.set(out(0), Tensor::f32(y.into_dyn()));
+            }
+            Op::AvgPool { kernel, stride, padding } => {
+                let x = self.feature_map(input(0))?;
+                self.set(out(0), Tensor::f32(ops::avgpool(x.view(), *kernel, *stride, *padding).into_dyn()));
+            }
+            Op::Reshape => {
+                let x = &self.get(input(0))?.data;
+                let shape: Vec<usize> =
+                    std::iter::once(x.shape()[0]).chain(self.step.value(out(0)).shape[1..].iter().copied()).collect();
+                let y = x.to_shape(IxDyn(&shape)).map_err(|e| ExecError::Invalid(e.to_string()))?.to_owned();
+                self.set(out(0), Tensor::f32(y));
+            }
+            _ => return Err(ExecError::Invalid(format!("{} is no layout op", node.op.name()))),
+        }
+        Ok(())
+    }
+
+    /// Batch-norm: batch statistics (and the running ones updated) in training, the running
+    /// statistics in evaluation.
+    fn batchnorm_node(&mut self, i: usize, node: &Node, train: bool) -> Result<(), ExecError> {
+        let Op::BatchNorm { gamma, beta, momentum, eps } = &node.op else {
+            return Err(ExecError::Invalid(format!("{} is no batch norm", node.op.name())));
+        };
+        let (out, input) = (|k: usize| node.outputs[k], |k: usize| node.inputs[k]);
+        let x = self.get(input(0))?.data.clone();
+        let cols = ops::channels_as_columns(&x);
+        let (g, b) = (
+            self.params[gamma.index()].iter().copied().collect::<Vec<_>>(),
+            self.params[beta.index()].iter().copied().collect::<Vec<_>>(),
+        );
+        let y = if train {
+            let (y, cache, mean, var) = ops::batchnorm(cols.view(), &g, &b, *eps as f32);
+            let m = *momentum as f32;
+            let e = self.bn_running.entry(i).or_insert_with(|| (Array1::zeros(mean.len()), Array1::ones(var.len())));
+            e.0 = &e.0 * (1.0 - m) + &mean * m;
+            e.1 = &e.1 * (1.0 - m) + &var * m;
+            self.bn_cache.insert(i, cache);
+            y
+        } else {
+            let (mean, var) =
+                self.bn_running.get(&i).cloned().unwrap_or_else(|| (Array1::zeros(g.len()), Array1::ones(g.len())));
+            let mut y = cols.clone();
+            for (j, mut c) in y.axis_iter_mut(Axis(1)).enumerate() {
+                let is = 1.0 / (var[j] + *eps as f32).sqrt();
+                c.mapv_inplace(|v| (v - mean[j]) * is * g[j] + b[j]);
+            }
+            y
+        };
+        self.set(out(0), Tensor::f32(from_columns(y, x.shape())));
         Ok(())
     }
 
