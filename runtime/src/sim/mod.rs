@@ -20,13 +20,13 @@ pub mod kernel;
 mod matrix;
 mod noise;
 pub mod ops;
+mod run;
 
 pub use events::Events;
 pub use input::InputBatch;
 pub use matrix::{Programmed, StoredMatrix};
 
-use crate::config::{Adaptability, AdcZero, HardwareConfig, NoiseScaling};
-use adc::{CodeTable, Converter};
+use crate::config::{Adaptability, AdcZero, HardwareConfig};
 use cache::TableCache;
 use input::Schedule;
 use kernel::KernelPath;
@@ -301,12 +301,17 @@ impl Tile {
         for &g in &gain_of {
             self.check_gain(g)?;
         }
-        let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
-        let mut out = Array2::<f64>::zeros((n, outputs));
-        let exact = sched.exact_levels && w.gain.is_empty();
-        let hw = &self.hw;
-        let full_rows = hw.rows as f64;
-        let path = self.path;
+        let job = run::Job {
+            w,
+            x,
+            sched: &sched,
+            gain_of: &gain_of,
+            hw: &self.hw,
+            path: self.path,
+            seed,
+            exact: sched.exact_levels && w.gain.is_empty(),
+        };
+        let mut out = Array2::<f64>::zeros((n, w.outputs));
         let caches = &self.tables;
         // Input vectors are independent (each has its own noise stream), so fixed chunks of
         // them run in parallel; events and statistics are merged in chunk order, so the result
@@ -316,132 +321,10 @@ impl Tile {
             .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
             .into_par_iter()
             .enumerate()
-            .map(|(ci, mut chunk)| {
+            .map(|(ci, chunk)| {
                 let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
                 let mut guard = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
-                let tables = &mut *guard;
-                let mut ev = Events::default();
-                let mut stats = PlaneStats::default();
-                stats.reset(sched.planes);
-                let mut masks = vec![0u64; sched.masks * words];
-                let mut counts = vec![0u32; outputs];
-                let mut sums = vec![0i64; outputs];
-                let mut idx = vec![0u32; outputs];
-                let mut acc = vec![0i64; outputs];
-                let mut real_sums = vec![0f64; outputs];
-                let mut scratch = adc::Scratch::default();
-                for (r, out_row) in chunk.rows_mut().into_iter().enumerate() {
-                    let row = ci * ROW_CHUNK + r;
-                    let mut rng = noise::stream(seed, row as u64);
-                    let out_row = out_row.into_slice().expect("standard layout");
-                    for t in 0..w.row_tiles() {
-                        let rows_here = w.rows_in(t);
-                        sched.fill_masks(x, row, t * w.tile_rows, rows_here, words, &mut masks)?;
-                        let noise_rows = match hw.noise.scaling {
-                            NoiseScaling::PhysicalRows => full_rows,
-                            NoiseScaling::DrivenRows => rows_here as f64,
-                        };
-                        for g in &sched.groups {
-                            let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
-                            let driven: u64 = g
-                                .terms
-                                .iter()
-                                .map(|tm| mask_of(tm).iter().map(|x| x.count_ones() as u64).sum::<u64>())
-                                .sum();
-                            let conversions = (outputs * bits) as u64;
-                            if driven == 0 && hw.skip_empty_planes {
-                                ev.skipped_planes += 1;
-                                ev.skipped_conversions += conversions;
-                                continue;
-                            }
-                            ev.conversions += conversions;
-                            ev.column_evals += conversions;
-                            ev.shift_adds += conversions;
-                            ev.input_bits += driven;
-                            let conv = Converter::new(
-                                hw.adc.bits,
-                                hw.adc.zero,
-                                hw.noise.sigma_lsb,
-                                full_rows,
-                                noise_rows,
-                                g.level_max,
-                                gain_of[g.plane],
-                            );
-                            let plane_scale = g.weight * conv.lsb;
-                            if exact {
-                                let key = [
-                                    conv.lsb.to_bits(),
-                                    conv.sigma_counts.to_bits(),
-                                    conv.cmin as u64,
-                                    (rows_here as u64) << 32 | u64::from(g.signed_sum),
-                                ];
-                                let vmax = (rows_here as f64 * g.level_max) as i64;
-                                let vmin = if g.signed_sum { -vmax } else { 0 };
-                                let table = tables.get(key, || CodeTable::new(conv, vmin, vmax));
-                                // Codes accumulate exactly as integers over the weight bits (the
-                                // near-memory shift-and-add); the plane's scale is applied once.
-                                acc.fill(0);
-                                let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
-                                for m in 0..bits {
-                                    let planes = &w.planes
-                                        [((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
-                                    if single {
-                                        idx.fill(0);
-                                        kernel::accumulate(path, mask_of(&g.terms[0]), planes, outputs, &mut idx);
-                                    } else {
-                                        sums.fill(0);
-                                        for tm in &g.terms {
-                                            counts.fill(0);
-                                            kernel::accumulate(path, mask_of(tm), planes, outputs, &mut counts);
-                                            for (s, &c) in sums.iter_mut().zip(&counts) {
-                                                *s += tm.level * c as i64;
-                                            }
-                                        }
-                                        for (i, &s) in idx.iter_mut().zip(&sums) {
-                                            *i = table.index(s);
-                                        }
-                                    }
-                                    table.convert_block(
-                                        &idx,
-                                        w.bit_weight_int(m as u32),
-                                        &mut acc,
-                                        &mut rng,
-                                        &mut scratch,
-                                    );
-                                    stats.record_indices(g.plane, &idx, vmin);
-                                }
-                                for (o, &a) in out_row.iter_mut().zip(&acc) {
-                                    *o += plane_scale * a as f64;
-                                }
-                            } else {
-                                for m in 0..bits {
-                                    let planes = &w.planes
-                                        [((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
-                                    real_sums.fill(0.0);
-                                    for tm in &g.terms {
-                                        counts.fill(0);
-                                        kernel::accumulate(path, mask_of(tm), planes, outputs, &mut counts);
-                                        for (s, &c) in real_sums.iter_mut().zip(&counts) {
-                                            *s += tm.level_actual * c as f64;
-                                        }
-                                    }
-                                    let gains = if w.gain.is_empty() {
-                                        None
-                                    } else {
-                                        Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
-                                    };
-                                    let scale = plane_scale * w.bit_weight(m as u32);
-                                    stats.record_reals(g.plane, &real_sums);
-                                    for (j, (o, &v)) in out_row.iter_mut().zip(&real_sums).enumerate() {
-                                        let v = gains.map_or(v, |gs| v * gs[j] as f64);
-                                        *o += scale * conv.sample_direct(v, &mut rng) as f64;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok((ev, stats))
+                job.chunk(ci * ROW_CHUNK, chunk, &mut guard)
             })
             .collect();
         stats.reset(sched.planes);

@@ -1,0 +1,227 @@
+//! Running one MVM on the tile, per chunk of input vectors: every row-tile, plane group and
+//! weight bit, converted either through the exact code tables (integer column sums) or
+//! sample by sample (non-integer levels, gain mismatch).
+
+use super::adc::{self, CodeTable, Converter};
+use super::cache::TableCache;
+use super::input::{self, Schedule};
+use super::kernel::{self, KernelPath};
+use super::matrix::Programmed;
+use super::{Events, InputBatch, PlaneStats, SimError, noise};
+use crate::config::{HardwareConfig, NoiseScaling};
+use ndarray::{ArrayViewMut2, Axis};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// What every chunk of one MVM shares.
+pub(super) struct Job<'a, 'x> {
+    pub w: &'a Programmed,
+    pub x: &'a InputBatch<'x>,
+    pub sched: &'a Schedule,
+    /// The ADC gain of each input plane.
+    pub gain_of: &'a [f64],
+    pub hw: &'a HardwareConfig,
+    pub path: KernelPath,
+    pub seed: u64,
+    /// Integer levels and no gain mismatch: convert through the exact code tables.
+    pub exact: bool,
+}
+
+/// One worker's scratch buffers, reused across its input vectors.
+struct Buffers {
+    masks: Vec<u64>,
+    counts: Vec<u32>,
+    sums: Vec<i64>,
+    idx: Vec<u32>,
+    acc: Vec<i64>,
+    real_sums: Vec<f64>,
+    scratch: adc::Scratch,
+}
+
+/// One plane group of one row-tile, as converted.
+struct PlaneGroup<'g> {
+    t: usize,
+    rows_here: usize,
+    g: &'g input::Group,
+    conv: Converter,
+}
+
+impl Job<'_, '_> {
+    /// Input vectors `first..` (the rows of `out`): returns the chunk's events and statistics.
+    pub(super) fn chunk(
+        &self,
+        first: usize,
+        mut out: ArrayViewMut2<'_, f64>,
+        tables: &mut TableCache,
+    ) -> Result<(Events, PlaneStats), SimError> {
+        let (outputs, words) = (self.w.outputs, self.w.words);
+        let mut ev = Events::default();
+        let mut stats = PlaneStats::default();
+        stats.reset(self.sched.planes);
+        let mut buf = Buffers {
+            masks: vec![0u64; self.sched.masks * words],
+            counts: vec![0u32; outputs],
+            sums: vec![0i64; outputs],
+            idx: vec![0u32; outputs],
+            acc: vec![0i64; outputs],
+            real_sums: vec![0f64; outputs],
+            scratch: adc::Scratch::default(),
+        };
+        for (r, out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
+            let row = first + r;
+            let mut rng = noise::stream(self.seed, row as u64);
+            let out_row = out_row.into_slice().expect("standard layout");
+            for t in 0..self.w.row_tiles() {
+                self.row_tile(row, t, out_row, &mut rng, tables, &mut buf, &mut ev, &mut stats)?;
+            }
+        }
+        Ok((ev, stats))
+    }
+
+    /// Row-tile `t` of input vector `row`: every plane group, converted and accumulated.
+    #[allow(clippy::too_many_arguments)]
+    fn row_tile(
+        &self,
+        row: usize,
+        t: usize,
+        out_row: &mut [f64],
+        rng: &mut Xoshiro256PlusPlus,
+        tables: &mut TableCache,
+        buf: &mut Buffers,
+        ev: &mut Events,
+        stats: &mut PlaneStats,
+    ) -> Result<(), SimError> {
+        let (hw, w, words) = (self.hw, self.w, self.w.words);
+        let full_rows = hw.rows as f64;
+        let rows_here = w.rows_in(t);
+        self.sched.fill_masks(self.x, row, t * w.tile_rows, rows_here, words, &mut buf.masks)?;
+        let noise_rows = match hw.noise.scaling {
+            NoiseScaling::PhysicalRows => full_rows,
+            NoiseScaling::DrivenRows => rows_here as f64,
+        };
+        for g in &self.sched.groups {
+            let driven: u64 = g
+                .terms
+                .iter()
+                .map(|tm| {
+                    buf.masks[tm.mask * words..(tm.mask + 1) * words].iter().map(|x| x.count_ones() as u64).sum::<u64>()
+                })
+                .sum();
+            let conversions = (w.outputs * w.bits as usize) as u64;
+            if driven == 0 && hw.skip_empty_planes {
+                ev.skipped_planes += 1;
+                ev.skipped_conversions += conversions;
+                continue;
+            }
+            ev.conversions += conversions;
+            ev.column_evals += conversions;
+            ev.shift_adds += conversions;
+            ev.input_bits += driven;
+            let conv = Converter::new(
+                hw.adc.bits,
+                hw.adc.zero,
+                hw.noise.sigma_lsb,
+                full_rows,
+                noise_rows,
+                g.level_max,
+                self.gain_of[g.plane],
+            );
+            let pg = PlaneGroup { t, rows_here, g, conv };
+            if self.exact {
+                self.exact_group(&pg, out_row, rng, tables, buf, stats);
+            } else {
+                self.sampled_group(&pg, out_row, rng, buf, stats);
+            }
+        }
+        Ok(())
+    }
+
+    /// A plane group with integer levels: column sums through the exact code table. Codes
+    /// accumulate exactly as integers over the weight bits (the near-memory shift-and-add);
+    /// the plane's scale is applied once.
+    fn exact_group(
+        &self,
+        pg: &PlaneGroup<'_>,
+        out_row: &mut [f64],
+        rng: &mut Xoshiro256PlusPlus,
+        tables: &mut TableCache,
+        buf: &mut Buffers,
+        stats: &mut PlaneStats,
+    ) {
+        let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
+        let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
+        let key = [
+            conv.lsb.to_bits(),
+            conv.sigma_counts.to_bits(),
+            conv.cmin as u64,
+            (pg.rows_here as u64) << 32 | u64::from(g.signed_sum),
+        ];
+        let vmax = (pg.rows_here as f64 * g.level_max) as i64;
+        let vmin = if g.signed_sum { -vmax } else { 0 };
+        let table = tables.get(key, || CodeTable::new(conv, vmin, vmax));
+        let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
+        buf.acc.fill(0);
+        let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
+        for m in 0..bits {
+            let planes = &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
+            if single {
+                buf.idx.fill(0);
+                kernel::accumulate(self.path, mask_of(&g.terms[0]), planes, outputs, &mut buf.idx);
+            } else {
+                buf.sums.fill(0);
+                for tm in &g.terms {
+                    buf.counts.fill(0);
+                    kernel::accumulate(self.path, mask_of(tm), planes, outputs, &mut buf.counts);
+                    for (s, &c) in buf.sums.iter_mut().zip(&buf.counts) {
+                        *s += tm.level * c as i64;
+                    }
+                }
+                for (i, &s) in buf.idx.iter_mut().zip(&buf.sums) {
+                    *i = table.index(s);
+                }
+            }
+            table.convert_block(&buf.idx, w.bit_weight_int(m as u32), &mut buf.acc, rng, &mut buf.scratch);
+            stats.record_indices(g.plane, &buf.idx, vmin);
+        }
+        let plane_scale = g.weight * conv.lsb;
+        for (o, &a) in out_row.iter_mut().zip(&buf.acc) {
+            *o += plane_scale * a as f64;
+        }
+    }
+
+    /// A plane group with non-integer levels or gain mismatch: each conversion sampled directly.
+    fn sampled_group(
+        &self,
+        pg: &PlaneGroup<'_>,
+        out_row: &mut [f64],
+        rng: &mut Xoshiro256PlusPlus,
+        buf: &mut Buffers,
+        stats: &mut PlaneStats,
+    ) {
+        let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
+        let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
+        let plane_scale = g.weight * conv.lsb;
+        for m in 0..bits {
+            let planes = &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
+            buf.real_sums.fill(0.0);
+            for tm in &g.terms {
+                buf.counts.fill(0);
+                let mask = &buf.masks[tm.mask * words..(tm.mask + 1) * words];
+                kernel::accumulate(self.path, mask, planes, outputs, &mut buf.counts);
+                for (s, &c) in buf.real_sums.iter_mut().zip(&buf.counts) {
+                    *s += tm.level_actual * c as f64;
+                }
+            }
+            let gains = if w.gain.is_empty() {
+                None
+            } else {
+                Some(&w.gain[(t * bits + m) * outputs..(t * bits + m + 1) * outputs])
+            };
+            let scale = plane_scale * w.bit_weight(m as u32);
+            stats.record_reals(g.plane, &buf.real_sums);
+            for (j, (o, &v)) in out_row.iter_mut().zip(&buf.real_sums).enumerate() {
+                let v = gains.map_or(v, |gs| v * gs[j] as f64);
+                *o += scale * conv.sample_direct(v, rng) as f64;
+            }
+        }
+    }
+}
