@@ -86,59 +86,8 @@ fn check_network(block: &ast::Block, input: Option<&Value>, diags: &mut Diagnost
             }
         };
 
-        // Inputs: the previous layer (or the network input), or the `from` list.
-        let mut inputs: Vec<Option<LayerId>> = Vec::new();
-        let mut in_shapes: Vec<Option<Vec<usize>>> = Vec::new();
-        if decl.from.is_empty() {
-            match layers.len() {
-                0 => {
-                    inputs.push(None);
-                    in_shapes.push(input.clone());
-                }
-                n => {
-                    inputs.push(Some(LayerId(n as u32 - 1)));
-                    in_shapes.push(shapes[n - 1].clone());
-                }
-            }
-        } else {
-            for f in &decl.from {
-                if f.name == "input" && !by_name.contains_key("input") {
-                    inputs.push(None);
-                    in_shapes.push(input.clone());
-                    continue;
-                }
-                match by_name.get(f.name.as_str()) {
-                    Some(&j) => {
-                        inputs.push(Some(LayerId(j as u32)));
-                        in_shapes.push(shapes[j].clone());
-                    }
-                    None => {
-                        let mut d = Diagnostic::new(Code::UnknownLayer, format!("no earlier layer named `{}`", f.name))
-                            .primary(f.span, "unknown layer");
-                        if all_names.contains(&f.name.as_str()) {
-                            d = d.note("`from` may only name layers declared before this one (networks are acyclic)");
-                        } else {
-                            d = d.maybe_help(did_you_mean(&f.name, by_name.keys().copied().chain(["input"])));
-                        }
-                        diags.push(d);
-                        in_shapes.push(None);
-                    }
-                }
-            }
-        }
-        let n_inputs = decl.from.len().max(1);
-        let is_add = spec.op == "add";
-        if (is_add && n_inputs < 2) || (!is_add && n_inputs != 1) {
-            let msg = if is_add {
-                "`add` needs two or more inputs".to_string()
-            } else {
-                format!("`{}` takes exactly one input, found {n_inputs}", spec.op)
-            };
-            diags.push(
-                Diagnostic::new(Code::InputCount, msg)
-                    .primary(decl.span, "wrong number of inputs")
-                    .maybe_help(is_add.then(|| format!("name the inputs: `{}: add from a, b;`", decl.name.name))),
-            );
+        let (inputs, mut in_shapes) = layer_inputs(decl, &layers, &shapes, &by_name, &all_names, &input, diags);
+        if !input_count_ok(spec.op, decl, diags) {
             in_shapes = vec![None];
         }
 
@@ -176,9 +125,87 @@ fn check_network(block: &ast::Block, input: Option<&Value>, diags: &mut Diagnost
     if diags.as_slice().iter().filter(|d| d.is_error()).count() > errors_before {
         return None; // shapes are partial; unused-layer warnings would be noise
     }
-    // Outputs no layer reads (other than the loss) do not influence training.
+    report_unused(&layers, diags);
+    Some(Network { name: block.name.name.clone(), input: input.unwrap_or_default(), layers })
+}
+
+/// A layer's inputs and their shapes: the previous layer (or the network input), or its
+/// `from` list; unknown names are reported (their shapes unknown).
+fn layer_inputs(
+    decl: &ast::LayerDecl,
+    layers: &[Layer],
+    shapes: &[Option<Vec<usize>>],
+    by_name: &BTreeMap<&str, usize>,
+    all_names: &[&str],
+    input: &Option<Vec<usize>>,
+    diags: &mut Diagnostics,
+) -> (Vec<Option<LayerId>>, Vec<Option<Vec<usize>>>) {
+    let mut inputs: Vec<Option<LayerId>> = Vec::new();
+    let mut in_shapes: Vec<Option<Vec<usize>>> = Vec::new();
+    if decl.from.is_empty() {
+        match layers.len() {
+            0 => {
+                inputs.push(None);
+                in_shapes.push(input.clone());
+            }
+            n => {
+                inputs.push(Some(LayerId(n as u32 - 1)));
+                in_shapes.push(shapes[n - 1].clone());
+            }
+        }
+    } else {
+        for f in &decl.from {
+            if f.name == "input" && !by_name.contains_key("input") {
+                inputs.push(None);
+                in_shapes.push(input.clone());
+                continue;
+            }
+            match by_name.get(f.name.as_str()) {
+                Some(&j) => {
+                    inputs.push(Some(LayerId(j as u32)));
+                    in_shapes.push(shapes[j].clone());
+                }
+                None => {
+                    let mut d = Diagnostic::new(Code::UnknownLayer, format!("no earlier layer named `{}`", f.name))
+                        .primary(f.span, "unknown layer");
+                    if all_names.contains(&f.name.as_str()) {
+                        d = d.note("`from` may only name layers declared before this one (networks are acyclic)");
+                    } else {
+                        d = d.maybe_help(did_you_mean(&f.name, by_name.keys().copied().chain(["input"])));
+                    }
+                    diags.push(d);
+                    in_shapes.push(None);
+                }
+            }
+        }
+    }
+    (inputs, in_shapes)
+}
+
+/// `add` takes two or more inputs, every other layer exactly one (E0409).
+fn input_count_ok(op: &str, decl: &ast::LayerDecl, diags: &mut Diagnostics) -> bool {
+    let n_inputs = decl.from.len().max(1);
+    let is_add = op == "add";
+    if (is_add && n_inputs < 2) || (!is_add && n_inputs != 1) {
+        let msg = if is_add {
+            "`add` needs two or more inputs".to_string()
+        } else {
+            format!("`{op}` takes exactly one input, found {n_inputs}")
+        };
+        diags.push(
+            Diagnostic::new(Code::InputCount, msg)
+                .primary(decl.span, "wrong number of inputs")
+                .maybe_help(is_add.then(|| format!("name the inputs: `{}: add from a, b;`", decl.name.name))),
+        );
+        return false;
+    }
+    true
+}
+
+/// Warns about outputs no layer reads (other than the loss): they do not influence training.
+fn report_unused(layers: &[Layer], diags: &mut Diagnostics) {
     let mut consumed = vec![false; layers.len()];
-    for l in &layers {
+    for l in layers {
         for i in l.inputs.iter().flatten() {
             consumed[i.0 as usize] = true;
         }
@@ -192,7 +219,6 @@ fn check_network(block: &ast::Block, input: Option<&Value>, diags: &mut Diagnost
             );
         }
     }
-    Some(Network { name: block.name.name.clone(), input: input.unwrap_or_default(), layers })
 }
 
 fn placeholder(decl: &ast::LayerDecl) -> Layer {
@@ -214,7 +240,8 @@ fn shape_str(s: &[usize]) -> String {
     format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
-/// The operation with its inferred input sizes, and the output shape; `None` after reporting.
+/// A layer's operation and output shape from its arguments and input shapes; shape errors are
+/// reported at the layer.
 fn infer(
     op: &str,
     args: &BTreeMap<&str, Value>,
@@ -224,63 +251,13 @@ fn infer(
 ) -> Option<(LayerOp, Vec<usize>)> {
     let x = in_shapes.first()?.clone()?;
     let flag = |k: &str| matches!(args.get(k), Some(Value::Bool(true)));
-    let spatial = |diags: &mut Diagnostics| -> Option<(usize, usize, usize)> {
-        if let [c, h, w] = x[..] {
-            return Some((c, h, w));
-        }
-        diags.push(
-            Diagnostic::new(Code::NeedsImageInput, format!("`{op}` needs a `[C, H, W]` input, found {}", shape_str(&x)))
-                .primary(decl.span, format!("input is {}", shape_str(&x)))
-                .help("declare the network input as `[C, H, W]`, e.g. `input = [1, 28, 28];`, and keep spatial layers before `flatten`"),
-        );
-        None
-    };
-    let window = |diags: &mut Diagnostics, size: usize, k: usize, s: usize, p: usize| -> Option<usize> {
-        let padded = size + 2 * p;
-        if padded < k {
-            diags.push(
-                Diagnostic::new(Code::EmptyOutput, format!("the output of `{}` would be empty", decl.name.name))
-                    .primary(decl.span, format!("({size} + 2*{p} - {k}) / {s} + 1 <= 0"))
-                    .note(format!("a {k}x{k} window does not fit a {size}x{size} input with padding {p}")),
-            );
-            return None;
-        }
-        Some((padded - k) / s + 1)
-    };
     match op {
-        "dense" => {
-            if x.len() != 1 {
-                diags.push(
-                    Diagnostic::new(
-                        Code::NeedsFlatInput,
-                        format!("`dense` needs a flat input, found {}", shape_str(&x)),
-                    )
-                    .primary(decl.span, format!("input is {}", shape_str(&x)))
-                    .help("insert `flatten` before this layer"),
-                );
-                return None;
-            }
-            let outputs = int(args, "out")?;
-            if let Some(declared) = int(args, "in")
-                && declared != x[0]
-            {
-                diags.push(
-                    Diagnostic::new(
-                        Code::DenseInputMismatch,
-                        format!("`{}` declares {declared} inputs but receives {}", decl.name.name, x[0]),
-                    )
-                    .primary(decl.span, format!("receives {} features", x[0]))
-                    .help(format!("write `in = {}`, or leave `in` out to infer it", x[0])),
-                );
-                return None;
-            }
-            Some((LayerOp::Dense { inputs: x[0], outputs, bias: flag("bias") }, vec![outputs]))
-        }
+        "dense" => infer_dense(x, args, flag("bias"), decl, diags),
         "conv2d" => {
-            let (c, h, w) = spatial(diags)?;
+            let (c, h, w) = spatial(op, &x, decl, diags)?;
             let (k, s, p) = (int(args, "kernel")?, int(args, "stride")?, int(args, "padding")?);
-            let ho = window(diags, h, k, s, p)?;
-            let wo = window(diags, w, k, s, p)?;
+            let ho = window(decl, diags, h, k, s, p)?;
+            let wo = window(decl, diags, w, k, s, p)?;
             let out = int(args, "out")?;
             let op = LayerOp::Conv2d {
                 in_channels: c,
@@ -292,31 +269,7 @@ fn infer(
             };
             Some((op, vec![out, ho, wo]))
         }
-        "maxpool" | "avgpool" => {
-            let (c, h, w) = spatial(diags)?;
-            let k = int(args, "kernel")?;
-            let s = int(args, "stride").unwrap_or(k);
-            let p = int(args, "padding")?;
-            if p >= k {
-                diags.push(
-                    Diagnostic::new(
-                        Code::ValueOutOfRange,
-                        format!("`{op}` padding {p} is not smaller than its kernel {k}"),
-                    )
-                    .primary(decl.span, "some windows would hold only padding")
-                    .help(format!("use `padding` below {k}")),
-                );
-                return None;
-            }
-            let ho = window(diags, h, k, s, p)?;
-            let wo = window(diags, w, k, s, p)?;
-            let op = if op == "maxpool" {
-                LayerOp::MaxPool { kernel: k, stride: s, padding: p }
-            } else {
-                LayerOp::AvgPool { kernel: k, stride: s, padding: p }
-            };
-            Some((op, vec![c, ho, wo]))
-        }
+        "maxpool" | "avgpool" => infer_pool(op, &x, args, decl, diags),
         "flatten" => {
             if x.len() == 1 {
                 diags.push(
@@ -335,23 +288,7 @@ fn infer(
             let eps = args.get("eps").and_then(Value::as_real)?;
             Some((LayerOp::BatchNorm { momentum, eps }, x))
         }
-        "add" => {
-            for (i, other) in in_shapes.iter().enumerate().skip(1) {
-                let other = other.as_ref()?;
-                if *other != x {
-                    diags.push(
-                        Diagnostic::new(
-                            Code::AddShapeMismatch,
-                            format!("`add` of {} and {}", shape_str(&x), shape_str(other)),
-                        )
-                        .primary(decl.from[i].span, format!("this input is {}", shape_str(other)))
-                        .secondary(decl.from[0].span, format!("the first input is {}", shape_str(&x))),
-                    );
-                    return None;
-                }
-            }
-            Some((LayerOp::Add, x))
-        }
+        "add" => infer_add(x, in_shapes, decl, diags),
         "softmax_cross_entropy" => {
             if x.len() != 1 {
                 diags.push(
@@ -368,4 +305,113 @@ fn infer(
         }
         _ => None,
     }
+}
+
+/// The `[C, H, W]` of a spatial layer's input (E0404 otherwise).
+fn spatial(op: &str, x: &[usize], decl: &ast::LayerDecl, diags: &mut Diagnostics) -> Option<(usize, usize, usize)> {
+    if let [c, h, w] = x[..] {
+        return Some((c, h, w));
+    }
+    diags.push(
+        Diagnostic::new(Code::NeedsImageInput, format!("`{op}` needs a `[C, H, W]` input, found {}", shape_str(x)))
+            .primary(decl.span, format!("input is {}", shape_str(x)))
+            .help("declare the network input as `[C, H, W]`, e.g. `input = [1, 28, 28];`, and keep spatial layers before `flatten`"),
+    );
+    None
+}
+
+/// Output size of a window of `k` with stride `s` and padding `p` over `size` (E0401 when
+/// it would be empty).
+fn window(decl: &ast::LayerDecl, diags: &mut Diagnostics, size: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+    let padded = size + 2 * p;
+    if padded < k {
+        diags.push(
+            Diagnostic::new(Code::EmptyOutput, format!("the output of `{}` would be empty", decl.name.name))
+                .primary(decl.span, format!("({size} + 2*{p} - {k}) / {s} + 1 <= 0"))
+                .note(format!("a {k}x{k} window does not fit a {size}x{size} input with padding {p}")),
+        );
+        return None;
+    }
+    Some((padded - k) / s + 1)
+}
+
+fn infer_dense(
+    x: Vec<usize>,
+    args: &BTreeMap<&str, Value>,
+    bias: bool,
+    decl: &ast::LayerDecl,
+    diags: &mut Diagnostics,
+) -> Option<(LayerOp, Vec<usize>)> {
+    if x.len() != 1 {
+        diags.push(
+            Diagnostic::new(Code::NeedsFlatInput, format!("`dense` needs a flat input, found {}", shape_str(&x)))
+                .primary(decl.span, format!("input is {}", shape_str(&x)))
+                .help("insert `flatten` before this layer"),
+        );
+        return None;
+    }
+    let outputs = int(args, "out")?;
+    if let Some(declared) = int(args, "in")
+        && declared != x[0]
+    {
+        diags.push(
+            Diagnostic::new(
+                Code::DenseInputMismatch,
+                format!("`{}` declares {declared} inputs but receives {}", decl.name.name, x[0]),
+            )
+            .primary(decl.span, format!("receives {} features", x[0]))
+            .help(format!("write `in = {}`, or leave `in` out to infer it", x[0])),
+        );
+        return None;
+    }
+    Some((LayerOp::Dense { inputs: x[0], outputs, bias }, vec![outputs]))
+}
+
+fn infer_pool(
+    op: &str,
+    x: &[usize],
+    args: &BTreeMap<&str, Value>,
+    decl: &ast::LayerDecl,
+    diags: &mut Diagnostics,
+) -> Option<(LayerOp, Vec<usize>)> {
+    let (c, h, w) = spatial(op, x, decl, diags)?;
+    let k = int(args, "kernel")?;
+    let s = int(args, "stride").unwrap_or(k);
+    let p = int(args, "padding")?;
+    if p >= k {
+        diags.push(
+            Diagnostic::new(Code::ValueOutOfRange, format!("`{op}` padding {p} is not smaller than its kernel {k}"))
+                .primary(decl.span, "some windows would hold only padding")
+                .help(format!("use `padding` below {k}")),
+        );
+        return None;
+    }
+    let ho = window(decl, diags, h, k, s, p)?;
+    let wo = window(decl, diags, w, k, s, p)?;
+    let op = if op == "maxpool" {
+        LayerOp::MaxPool { kernel: k, stride: s, padding: p }
+    } else {
+        LayerOp::AvgPool { kernel: k, stride: s, padding: p }
+    };
+    Some((op, vec![c, ho, wo]))
+}
+
+fn infer_add(
+    x: Vec<usize>,
+    in_shapes: &[Option<Vec<usize>>],
+    decl: &ast::LayerDecl,
+    diags: &mut Diagnostics,
+) -> Option<(LayerOp, Vec<usize>)> {
+    for (i, other) in in_shapes.iter().enumerate().skip(1) {
+        let other = other.as_ref()?;
+        if *other != x {
+            diags.push(
+                Diagnostic::new(Code::AddShapeMismatch, format!("`add` of {} and {}", shape_str(&x), shape_str(other)))
+                    .primary(decl.from[i].span, format!("this input is {}", shape_str(other)))
+                    .secondary(decl.from[0].span, format!("the first input is {}", shape_str(&x))),
+            );
+            return None;
+        }
+    }
+    Some((LayerOp::Add, x))
 }
