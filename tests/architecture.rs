@@ -103,3 +103,16 @@ fn no_source_file_grows_past_600_lines_but_the_schema_tables() {
         }
     }
 }
+
+#[test]
+fn inside_the_runtime_only_the_executor_knows_the_executor() {
+    // The executor uses the JIT, the simulator and the energy ledger; none of them uses it.
+    for dir in ["runtime/src/jit", "runtime/src/sim", "runtime/src/formats"] {
+        for f in rust_files(dir) {
+            assert!(!non_test_source(&f).contains("crate::exec"), "{} depends on the executor", f.display());
+        }
+    }
+    for f in ["runtime/src/energy.rs", "runtime/src/data.rs"] {
+        assert!(!non_test_source(&root().join(f)).contains("crate::exec"), "{f} depends on the executor");
+    }
+}

@@ -83,6 +83,14 @@ pub struct Hyper {
     pub accumulate_fp16: bool,
 }
 
+/// The optimizer constants the JIT bakes into its update kernels (the executor depends on the
+/// JIT, never the reverse).
+impl From<&Hyper> for crate::jit::Consts {
+    fn from(h: &Hyper) -> crate::jit::Consts {
+        crate::jit::Consts { momentum: h.momentum, weight_decay: h.weight_decay, nesterov: h.nesterov }
+    }
+}
+
 /// Runs a step.
 pub struct Executor {
     step: Step,

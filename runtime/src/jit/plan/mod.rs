@@ -25,12 +25,6 @@ pub struct Consts {
     pub nesterov: bool,
 }
 
-impl From<&crate::exec::Hyper> for Consts {
-    fn from(h: &crate::exec::Hyper) -> Consts {
-        Consts { momentum: h.momentum, weight_decay: h.weight_decay, nesterov: h.nesterov }
-    }
-}
-
 /// Index of a slot in its group's table.
 pub type S = usize;
 
