@@ -115,7 +115,11 @@ impl Session {
             ex.enable_jit().map_err(exec_err)?;
         }
         ex.take_counts(); // loading the initial weights into the arrays is not a training step
-        let record = prepare::run_record(program, &run, &data, n_train);
+        // The record is for checkpoints only (fingerprinting the data costs a pass over it).
+        let record = match opts.checkpoint {
+            Some(_) => prepare::run_record(program, &run, &data, n_train),
+            None => RunRecord::new(),
+        };
         let checkpoint = opts.checkpoint.as_ref().map(|d| checkpoint::path(d, &run.name, run.reference));
         let mut s = Session {
             run,

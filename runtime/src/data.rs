@@ -56,21 +56,34 @@ impl Dataset {
     /// and test sets, in order. A checkpoint records it so that a resume cannot silently train
     /// on other data, or on a re-split that moves former training samples into the test set.
     pub fn fingerprint(&self) -> u64 {
-        // FNV-1a over 64-bit words: stable across platforms and releases (unlike `std`'s hasher).
+        // FNV-1a over 64-bit words (stable across platforms and releases, unlike `std`'s
+        // hasher), in four interleaved lanes so the multiplications do not wait on each other.
         fn feed(h: &mut u64, word: u64) {
             *h ^= word;
             *h = h.wrapping_mul(0x0000_0100_0000_01B3);
         }
-        let mut h = 0xCBF2_9CE4_8422_2325u64;
+        let mut lanes = [0xCBF2_9CE4_8422_2325u64, 1, 2, 3];
         for (x, y) in [(&self.train_x, &self.train_y), (&self.test_x, &self.test_y)] {
-            feed(&mut h, x.nrows() as u64);
-            feed(&mut h, x.ncols() as u64);
-            for v in x.iter() {
-                feed(&mut h, v.to_bits() as u64);
+            feed(&mut lanes[0], x.nrows() as u64);
+            feed(&mut lanes[1], x.ncols() as u64);
+            let x = x.as_standard_layout();
+            let values = x.as_slice().expect("standard layout is contiguous");
+            let mut quads = values.chunks_exact(4);
+            for q in &mut quads {
+                for (lane, v) in lanes.iter_mut().zip(q) {
+                    feed(lane, v.to_bits() as u64);
+                }
+            }
+            for v in quads.remainder() {
+                feed(&mut lanes[0], v.to_bits() as u64);
             }
             for &l in y {
-                feed(&mut h, l as u64);
+                feed(&mut lanes[2], l as u64);
             }
+        }
+        let mut h = lanes[0];
+        for &l in &lanes[1..] {
+            feed(&mut h, l);
         }
         feed(&mut h, self.classes as u64);
         h
@@ -327,6 +340,29 @@ mod tests {
         assert!(e.message.contains("1 samples: at least 2"), "{e}");
         assert_eq!(digits_train_count(0, 0.2), 0);
         assert_eq!(digits_train_count(1, 0.2), 0);
+    }
+
+    #[test]
+    fn the_fingerprint_sees_every_sample_label_and_the_split() {
+        let x = Array2::from_shape_fn((3, 3), |(i, j)| (i * 3 + j) as f32);
+        let d = Dataset {
+            train_x: x.clone(),
+            train_y: vec![1, 2, 3],
+            test_x: x.clone(),
+            test_y: vec![4, 5, 6],
+            classes: 10,
+        };
+        let base = d.fingerprint();
+        assert_eq!(base, d.clone().fingerprint());
+        let mut last = d.clone();
+        last.train_x[[2, 2]] = 9.5; // the ninth value: in the remainder after the 4-lane quads
+        let mut label = d.clone();
+        label.test_y[2] = 7;
+        let mut split = d.clone();
+        std::mem::swap(&mut split.train_y, &mut split.test_y);
+        for other in [last, label, split] {
+            assert_ne!(other.fingerprint(), base);
+        }
     }
 
     #[test]
