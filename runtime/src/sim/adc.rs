@@ -85,7 +85,7 @@ struct Meta {
     off: u32,
     len: u32,
     lo: u32,
-    /// Offset of the row's alias table (`len + 1` buckets) in `alias_prob` / `alias_to`.
+    /// Offset of the row's alias table (`len + 1` buckets) in `alias`.
     alias_off: u32,
 }
 
@@ -116,10 +116,10 @@ pub(crate) struct CodeTable {
     hot: Vec<u64>,
     meta: Vec<Meta>,
     cum: Vec<u32>,
-    /// Walker alias tables of the rows: accept bucket `k` when the low 32 bits of a draw are
-    /// below `alias_prob`, else take `alias_to`.
-    alias_prob: Vec<u64>,
-    alias_to: Vec<u32>,
+    /// Walker alias tables of the rows, one word per bucket `k`: accept `k` when the low 32
+    /// bits of a draw are below the high half, else take the bucket in the low half (a full
+    /// bucket has threshold `u32::MAX` and points to itself), so a draw costs one load.
+    alias: Vec<u64>,
 }
 
 /// Reused per-block buffers.
@@ -138,8 +138,7 @@ impl CodeTable {
             hot: vec![0; n],
             meta: vec![Meta::default(); n],
             cum: Vec::new(),
-            alias_prob: Vec::new(),
-            alias_to: Vec::new(),
+            alias: Vec::new(),
         }
     }
 
@@ -150,8 +149,7 @@ impl CodeTable {
             + self.hot.capacity() * size_of::<u64>()
             + self.meta.capacity() * size_of::<Meta>()
             + self.cum.capacity() * size_of::<u32>()
-            + self.alias_prob.capacity() * size_of::<u64>()
-            + self.alias_to.capacity() * size_of::<u32>()
+            + self.alias.capacity() * size_of::<u64>()
     }
 
     /// The table index of integer sum `v`.
@@ -199,7 +197,7 @@ impl CodeTable {
         let mode_k = mode_k.unwrap_or(0);
         let (a, b) = edges(mode_k);
         self.hot[i] = pack((base + mode_k as i64) as i32, ((1u64 << 32) - (b - a)) as u32);
-        let alias_off = self.alias_prob.len() as u32;
+        let alias_off = self.alias.len() as u32;
         self.build_alias(&cum);
         self.meta[i] =
             Meta { base: base as i32, off: self.cum.len() as u32, len: cum.len() as u32, lo: a as u32, alias_off };
@@ -230,8 +228,9 @@ impl CodeTable {
                 small.push(g);
             }
         }
-        self.alias_prob.extend_from_slice(&prob);
-        self.alias_to.extend_from_slice(&to);
+        // A full bucket (prob = 2³²) keeps `to[k] = k`: the threshold u32::MAX then rejects
+        // only the draw u32::MAX, which lands on k itself. Same codes, one word per bucket.
+        self.alias.extend(prob.iter().zip(&to).map(|(&p, &t)| (p.min(u32::MAX as u64) << 32) | t as u64));
     }
 
     /// A code of row `i` from one 64-bit draw, through its alias table.
@@ -241,7 +240,8 @@ impl CodeTable {
         let n = m.len as u64 + 1;
         let k = (((r >> 32) * n) >> 32) as usize;
         let at = m.alias_off as usize + k;
-        let pick = if (r & 0xffff_ffff) < self.alias_prob[at] { k } else { self.alias_to[at] as usize };
+        let bucket = self.alias[at];
+        let pick = if (r & 0xffff_ffff) < bucket >> 32 { k } else { bucket as u32 as usize };
         m.base + pick as i32
     }
 
