@@ -279,9 +279,10 @@ impl CodeTable {
         for (j, (&i, a)) in idx.iter().zip(acc.iter_mut()).enumerate() {
             let i = i as usize;
             let h = hot[i];
-            *a += weight * mode_of(h) as i64;
             let d = dev_of(h);
             let common = d >= COMMON;
+            // A common conversion adds its drawn code below; the others their mode now.
+            *a += weight * if common { 0 } else { mode_of(h) as i64 };
             scratch.common[n_common] = j as u32;
             n_common += usize::from(common);
             q_dev = q_dev.max(if common { 0 } else { d });
@@ -295,7 +296,7 @@ impl CodeTable {
             } else {
                 self.alias_code(i, rng.next_u64())
             };
-            acc[j as usize] += weight * (code - mode_of(self.hot[i])) as i64;
+            acc[j as usize] += weight * code as i64;
         }
         if q_dev == 0 {
             return;
