@@ -81,22 +81,30 @@ pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed,
     let tiles = reduction.div_ceil(tile_rows).max(1);
     let bits = m.bits as usize;
     let mut planes = vec![0u64; tiles * bits * words * outputs];
-    for j in 0..outputs {
-        for k in 0..reduction {
-            let c = m.codes[[j, k]] as i64;
-            if c < lo || c > hi {
-                return Err(SimError::BadOperand(format!(
-                    "stored code {c} at ({j}, {k}) does not fit {} {} bits",
-                    if m.signed { "signed" } else { "unsigned" },
-                    m.bits
-                )));
-            }
-            let u = (c as u64) & ((1u64 << bits) - 1); // two's complement bits
-            let (t, r) = (k / tile_rows, k % tile_rows);
-            let (w, b) = (r / 64, r % 64);
-            for bit in 0..bits {
-                if u >> bit & 1 == 1 {
-                    planes[((t * bits + bit) * words + w) * outputs + j] |= 1u64 << b;
+    let mask = (1u64 << bits) - 1;
+    for (j, row) in m.codes.outer_iter().enumerate() {
+        // One 64-row word of every bit plane at a time, built in registers and stored once.
+        for t in 0..tiles {
+            for w in 0..words {
+                let k0 = t * tile_rows + w * 64;
+                let k1 = (k0 + 64).min((t + 1) * tile_rows).min(reduction);
+                let mut word = [0u64; 16];
+                for k in k0..k1 {
+                    let c = row[k] as i64;
+                    if c < lo || c > hi {
+                        return Err(SimError::BadOperand(format!(
+                            "stored code {c} at ({j}, {k}) does not fit {} {} bits",
+                            if m.signed { "signed" } else { "unsigned" },
+                            m.bits
+                        )));
+                    }
+                    let u = (c as u64) & mask; // two's complement bits
+                    for (bit, plane) in word[..bits].iter_mut().enumerate() {
+                        *plane |= (u >> bit & 1) << (k - k0);
+                    }
+                }
+                for (bit, &plane) in word[..bits].iter().enumerate() {
+                    planes[((t * bits + bit) * words + w) * outputs + j] = plane;
                 }
             }
         }
