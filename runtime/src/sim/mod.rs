@@ -91,13 +91,20 @@ impl PlaneStats {
     }
 
     fn record_indices(&mut self, plane: usize, idx: &[u32], vmin: i64) {
-        let (mut s, mut q, mut m) = (0i64, 0i64, 0i64);
+        // The sums `v = i + vmin` from moments of the indices, in exact integers (the same
+        // values as summing `v` directly): Σv = Σi + n·vmin, Σv² = Σi² + 2·vmin·Σi + n·vmin².
+        let (mut si, mut qi, mut lo, mut hi) = (0u64, 0u64, u32::MAX, 0u32);
         for &i in idx {
-            let v = i as i64 + vmin;
-            s += v;
-            q += v * v;
-            m = m.max(v.abs());
+            si += i as u64;
+            qi += i as u64 * i as u64;
+            lo = lo.min(i);
+            hi = hi.max(i);
         }
+        let n = idx.len() as i64;
+        let (si, qi) = (si as i64, qi as i64);
+        let s = si + n * vmin;
+        let q = qi + 2 * vmin * si + n * vmin * vmin;
+        let m = if idx.is_empty() { 0 } else { (lo as i64 + vmin).abs().max((hi as i64 + vmin).abs()) };
         self.count[plane] += idx.len() as u64;
         self.sum[plane] += s as f64;
         self.sum_sq[plane] += q as f64;
