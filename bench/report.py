@@ -33,6 +33,7 @@ rows = [
     ("CNN", "imcc f32 reference", imcc("cnn_f32_reference")),
     ("CNN", "imcc full IMC (3 of 3, bit-true)", imcc("cnn_full")),
 ]
+paper = [("imcc f32 reference", imcc("cifar_f32")), ("imcc full IMC (3 of 3, bit-true)", imcc("cifar_full"))]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 print(f"one epoch of MNIST (60,000 samples), batch 64; {os.cpu_count()} cores, {cpu}")
 print(f"{'net':<4} {'system':<38} {'samples/s':>10} {'test acc':>9}")
@@ -41,6 +42,12 @@ for net, name, r in rows:
         print(f"{net:<4} {name:<38} {'-':>10} {'-':>9}")
     else:
         print(f"{net:<4} {name:<38} {r[0]:>10.0f} {r[1]:>9.4f}")
+print()
+print("the paper's CIFAR-10 CNN (examples/paper/cifar_cnn.imc), 64 samples of random data in CIFAR-10's format:")
+for name, r in paper:
+    if r is not None:
+        hours = 50_000 / max(r[0], 1e-9) / 3600
+        print(f"     {name:<38} {r[0]:>10.1f} samples/s, {hours:.1f} h per 50,000-sample epoch")
 print()
 targets = [
     ("imcc full IMC / aihwkit SingleRPUConfig (target >= 1.0)", imcc("mlp_full"), peers.get(("aihwkit", "SingleRPUConfig(ConstantStepDevice)"))),

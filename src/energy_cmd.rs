@@ -16,6 +16,7 @@ fn steps_per_epoch(run: &TrainRun) -> Option<u64> {
     let n = match &run.data {
         DataSet::Digits { test_fraction, .. } => data::digits_train_count(1797, *test_fraction),
         DataSet::Mnist { dir } | DataSet::Idx { dir, .. } => data::idx_train_count(Path::new(dir))?,
+        DataSet::Cifar10 { dir } => data::cifar10_train_count(Path::new(dir))?,
     };
     Some(n.div_ceil(run.batch) as u64)
 }

@@ -200,3 +200,46 @@ fn the_gains_a_run_ended_with_are_reported() {
     let fwd = gains["fc1.forward"].as_array().expect("per plane");
     assert!(!fwd.is_empty() && fwd.iter().all(|g| g.as_f64().is_some_and(|g| g >= 1.0)), "{gains}");
 }
+
+#[test]
+fn cifar10_trains_from_its_binary_batches() {
+    let d = scratch("cifar");
+    let data = d.join("cifar");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let mut s = 7u32;
+    let mut byte = || {
+        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (s >> 24) as u8
+    };
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
+        let mut records = Vec::new();
+        for label in 0..4u8 {
+            records.push(label);
+            records.extend((0..3072).map(|_| byte()));
+        }
+        std::fs::write(data.join(name), records).expect("writes");
+    }
+    let f = d.join("cifar.imc");
+    std::fs::write(
+        &f,
+        format!(
+            "network n {{ input = [3, 32, 32]; c: conv2d(4, kernel = 3, stride = 2); a: relu; p: maxpool(3); f: flatten; fc: dense(10); loss: softmax_cross_entropy; }}\n\
+             train t {{ network = n; data = cifar10(\"{}\"); batch = 8; }}\n",
+            data.display()
+        ),
+    )
+    .expect("writes");
+    let m = d.join("m.json");
+    let o = imcc(&["train", f.to_str().unwrap(), "--metrics-json", m.to_str().unwrap()]);
+    ok(&o);
+    let v = metrics(&m);
+    assert_eq!(v["runs"][0]["epochs"][0]["epoch"], 1);
+    assert!(v["runs"][0]["final_test_accuracy"].as_f64().is_some());
+}

@@ -245,7 +245,8 @@ and `mnist`).
 ";
     DataShapeMismatch = "E0408", Error, "network input does not match the data set",
 "The network's `input` shape must hold the data set's samples: `digits` has 8x8 = 64 pixels
-(`[64]` or `[1, 8, 8]`), `mnist` has 28x28 = 784 (`[784]` or `[1, 28, 28]`).
+(`[64]` or `[1, 8, 8]`), `mnist` has 28x28 = 784 (`[784]` or `[1, 28, 28]`), `cifar10` has
+3x32x32 = 3072 (`[3, 32, 32]`).
 ";
     InputCount = "E0409", Error, "wrong number of layer inputs",
 "`add` takes two or more inputs (`s: add from a, b;`); every other layer takes exactly one.

@@ -163,20 +163,31 @@ pub enum DataSet {
         /// Classes.
         classes: usize,
     },
+    /// CIFAR-10's binary version from this directory.
+    Cifar10 {
+        /// Directory.
+        dir: String,
+    },
 }
 
 impl DataSet {
     /// The directory it is read from.
     pub fn dir(&self) -> &str {
         match self {
-            DataSet::Digits { dir, .. } | DataSet::Mnist { dir } | DataSet::Idx { dir, .. } => dir,
+            DataSet::Digits { dir, .. }
+            | DataSet::Mnist { dir }
+            | DataSet::Idx { dir, .. }
+            | DataSet::Cifar10 { dir } => dir,
         }
     }
 
     /// The same data set read from `dir`.
     pub fn with_dir(mut self, new: String) -> DataSet {
         match &mut self {
-            DataSet::Digits { dir, .. } | DataSet::Mnist { dir } | DataSet::Idx { dir, .. } => *dir = new,
+            DataSet::Digits { dir, .. }
+            | DataSet::Mnist { dir }
+            | DataSet::Idx { dir, .. }
+            | DataSet::Cifar10 { dir } => *dir = new,
         }
         self
     }
@@ -186,6 +197,7 @@ impl DataSet {
         match self {
             DataSet::Digits { dir, .. } => dir == "data/digits",
             DataSet::Mnist { dir } => dir == "data/mnist",
+            DataSet::Cifar10 { dir } => dir == "data/cifar10",
             DataSet::Idx { .. } => false,
         }
     }
@@ -200,6 +212,14 @@ impl DataSet {
                 "t10k-images-idx3-ubyte",
                 "t10k-labels-idx1-ubyte",
             ],
+            DataSet::Cifar10 { .. } => &[
+                "data_batch_1.bin",
+                "data_batch_2.bin",
+                "data_batch_3.bin",
+                "data_batch_4.bin",
+                "data_batch_5.bin",
+                "test_batch.bin",
+            ],
         }
     }
 
@@ -208,6 +228,7 @@ impl DataSet {
         match self {
             DataSet::Digits { .. } => Some((64, 10)),
             DataSet::Mnist { .. } => Some((784, 10)),
+            DataSet::Cifar10 { .. } => Some((3072, 10)),
             DataSet::Idx { .. } => None,
         }
     }

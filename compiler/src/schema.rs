@@ -773,6 +773,16 @@ const DATASETS: &[CtorSpec] = &[
         ],
         "Any idx pair (Fashion-MNIST, ...).",
     ),
+    ctor(
+        "cifar10",
+        &[p(
+            "dir",
+            Ty::Str,
+            "\"data/cifar10\"",
+            "Directory of the binary version's `data_batch_1.bin` .. `data_batch_5.bin` and `test_batch.bin` (raw or gzip).",
+        )],
+        "CIFAR-10, 3x32x32 = 3072 values per image, 10 classes (input `[3, 32, 32]`).",
+    ),
 ];
 
 const OPTIMIZERS: &[CtorSpec] = &[ctor(

@@ -79,6 +79,7 @@ pub fn load_data(d: &DataSet, seed: u64) -> Result<Dataset, Error> {
         DataSet::Digits { test_fraction, dir } => data::load_digits(Path::new(dir), *test_fraction, seed),
         DataSet::Mnist { dir } => data::load_idx_dir(Path::new(dir), 10),
         DataSet::Idx { dir, classes } => data::load_idx_dir(Path::new(dir), *classes),
+        DataSet::Cifar10 { dir } => data::load_cifar10_dir(Path::new(dir)),
     };
     r.map_err(|e| Error::Data(format!("cannot load data: {e}")))
 }
@@ -131,6 +132,7 @@ fn data_kind(d: &DataSet) -> String {
         DataSet::Digits { test_fraction, .. } => format!("digits(test_fraction = {test_fraction})"),
         DataSet::Mnist { .. } => "mnist".into(),
         DataSet::Idx { classes, .. } => format!("idx(classes = {classes})"),
+        DataSet::Cifar10 { .. } => "cifar10".into(),
     }
 }
 

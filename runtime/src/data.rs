@@ -190,6 +190,69 @@ pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
     Ok(Dataset { train_x, train_y, test_x, test_y, classes })
 }
 
+/// Bytes of one CIFAR-10 record: a label and a 3x32x32 image (channels first, rows in order).
+const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
+
+/// The training batches of CIFAR-10's binary version, in order.
+const CIFAR_TRAIN: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+
+/// The records of one CIFAR-10 batch file (raw or gzip): pixels scaled to [0, 1] and labels.
+fn cifar_batch(dir: &Path, name: &str) -> Result<(Vec<f32>, Vec<u8>), DataError> {
+    let path = find(dir, name)?;
+    let bytes = read_maybe_gz(&path)?;
+    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+        return Err(err(
+            &path,
+            format!(
+                "{} bytes is not a whole number of {CIFAR_RECORD}-byte records (a label and 3x32x32 pixels)",
+                bytes.len()
+            ),
+        ));
+    }
+    let n = bytes.len() / CIFAR_RECORD;
+    let mut pixels = Vec::with_capacity(n * (CIFAR_RECORD - 1));
+    let mut labels = Vec::with_capacity(n);
+    for (r, rec) in bytes.chunks_exact(CIFAR_RECORD).enumerate() {
+        if rec[0] > 9 {
+            return Err(err(&path, format!("record {r}: label {} is not one of the 10 classes", rec[0])));
+        }
+        labels.push(rec[0]);
+        pixels.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
+    }
+    Ok((pixels, labels))
+}
+
+/// CIFAR-10's binary version in `dir`: `data_batch_1.bin` .. `data_batch_5.bin` for training,
+/// `test_batch.bin` for testing, each raw or `.gz`; samples are `[3, 32, 32]` (3,072 values).
+pub fn load_cifar10_dir(dir: &Path) -> Result<Dataset, DataError> {
+    let (mut train_px, mut train_y) = (Vec::new(), Vec::new());
+    for name in CIFAR_TRAIN {
+        let (px, y) = cifar_batch(dir, name)?;
+        train_px.extend(px);
+        train_y.extend(y);
+    }
+    let (test_px, test_y) = cifar_batch(dir, "test_batch.bin")?;
+    let features = CIFAR_RECORD - 1;
+    let shape = |px: Vec<f32>, n: usize| Array2::from_shape_vec((n, features), px).map_err(|e| err(dir, e.to_string()));
+    Ok(Dataset {
+        train_x: shape(train_px, train_y.len())?,
+        train_y,
+        test_x: shape(test_px, test_y.len())?,
+        test_y,
+        classes: 10,
+    })
+}
+
+/// Training samples of a CIFAR-10 directory, from its batch files' sizes (`None` when one
+/// cannot be read; gzip files are not inflated for this).
+pub fn cifar10_train_count(dir: &Path) -> Option<usize> {
+    CIFAR_TRAIN.iter().try_fold(0, |n, name| {
+        let meta = std::fs::metadata(dir.join(name)).ok()?;
+        Some(n + meta.len() as usize / CIFAR_RECORD)
+    })
+}
+
 /// Training samples of an idx directory, from the header of its training labels (`None` when
 /// the file cannot be read).
 pub fn idx_train_count(dir: &Path) -> Option<usize> {
@@ -363,6 +426,35 @@ mod tests {
         for other in [last, label, split] {
             assert_ne!(other.fingerprint(), base);
         }
+    }
+
+    #[test]
+    fn cifar10_batches_load_channels_first_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("imcc-data-cifar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = |label: u8, px: u8| {
+            let mut r = vec![label];
+            r.extend((0..3072).map(|k| if k < 1024 { px } else { 0 })); // red plane only
+            r
+        };
+        for (k, name) in CIFAR_TRAIN.iter().enumerate() {
+            std::fs::write(dir.join(name), [record(k as u8, 255), record(9, 0)].concat()).unwrap();
+        }
+        std::fs::write(dir.join("test_batch.bin"), record(3, 51)).unwrap();
+        let d = load_cifar10_dir(&dir).unwrap();
+        assert_eq!((d.train_x.dim(), d.test_x.dim()), ((10, 3072), (1, 3072)));
+        assert_eq!(d.train_y, vec![0, 9, 1, 9, 2, 9, 3, 9, 4, 9]);
+        assert_eq!((d.train_x[[0, 0]], d.train_x[[0, 1024]], d.test_x[[0, 1023]]), (1.0, 0.0, 0.2));
+        assert_eq!(cifar10_train_count(&dir), Some(10));
+        std::fs::write(dir.join("test_batch.bin"), &record(3, 1)[..100]).unwrap();
+        let e = load_cifar10_dir(&dir).unwrap_err();
+        assert!(e.path.ends_with("test_batch.bin") && e.message.contains("100 bytes"), "{e}");
+        std::fs::write(dir.join("test_batch.bin"), record(10, 1)).unwrap();
+        let e = load_cifar10_dir(&dir).unwrap_err();
+        assert!(e.message.contains("label 10"), "{e}");
+        std::fs::remove_file(dir.join("data_batch_3.bin")).unwrap();
+        let e = load_cifar10_dir(&dir).unwrap_err();
+        assert!(e.message.contains("no such file"), "{e}");
     }
 
     #[test]

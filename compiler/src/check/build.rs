@@ -259,6 +259,7 @@ pub fn data_set(v: &Value) -> DataSet {
     match c.name {
         "digits" => DataSet::Digits { test_fraction: real(arg(c, "test_fraction")), dir: s("dir") },
         "mnist" => DataSet::Mnist { dir: s("dir") },
+        "cifar10" => DataSet::Cifar10 { dir: s("dir") },
         _ => DataSet::Idx { dir: s("dir"), classes: int(arg(c, "classes")) as usize },
     }
 }
