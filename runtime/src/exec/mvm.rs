@@ -111,10 +111,14 @@ impl Executor {
                 // Exact: every product and partial sum of these codes is representable in f64.
                 let (sv, xv) = (sq.code_values(), xq.code_values());
                 counts.digital_macs += macs(op.kind, &xv, sv.len());
-                let y = match op.kind {
-                    Mvm::Forward => xv.dot(&sv.t()),
-                    Mvm::Backward => xv.dot(&sv),
-                    Mvm::WeightGrad => xv.t().dot(&sv),
+                let reduction = if op.kind == Mvm::WeightGrad { xv.nrows() } else { xv.ncols() };
+                let y = if exact_in_f32(&sq.codes, &xq.codes, reduction) {
+                    // Integer codes whose every partial sum stays below 2^24: the f32 GEMM gives
+                    // the same exact integers as f64, in any summation order, twice as fast.
+                    let (s32, x32) = (sv.mapv(|v| v as f32), xv.mapv(|v| v as f32));
+                    gemm(op.kind, &x32, &s32).mapv(|v| v as f64)
+                } else {
+                    gemm(op.kind, &xv, &sv)
                 };
                 let scale = sq.scale as f64 * xq.scale as f64;
                 y.mapv(|v| (v * scale) as f32)
@@ -149,5 +153,27 @@ pub(super) fn batch_of(c: &Codes) -> InputBatch<'_> {
     match c {
         Codes::Int { codes, bits, signed } => InputBatch::Int { codes: codes.view(), bits: *bits, signed: *signed },
         Codes::Radix4 { codes, levels } => InputBatch::Radix4 { codes: codes.view(), levels: *levels },
+    }
+}
+
+/// The MVM of `kind` on streamed `x` and stored `s`.
+fn gemm<T: ndarray::LinalgScalar>(kind: Mvm, x: &Array2<T>, s: &Array2<T>) -> Array2<T> {
+    match kind {
+        Mvm::Forward => x.dot(&s.t()),
+        Mvm::Backward => x.dot(s),
+        Mvm::WeightGrad => x.t().dot(s),
+    }
+}
+
+/// Whether an MVM over these codes with `reduction` terms per output is exact in f32: both
+/// integer, and `reduction · max|s| · max|x| < 2^24`.
+fn exact_in_f32(s: &Codes, x: &Codes, reduction: usize) -> bool {
+    let max = |c: &Codes| match c {
+        Codes::Int { bits, .. } => Some((1u64 << bits) - 1),
+        Codes::Radix4 { .. } => None,
+    };
+    match (max(s), max(x)) {
+        (Some(a), Some(b)) => (reduction as u64).saturating_mul(a).saturating_mul(b) < 1 << 24,
+        _ => false,
     }
 }
