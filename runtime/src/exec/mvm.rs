@@ -177,3 +177,25 @@ fn exact_in_f32(s: &Codes, x: &Codes, reduction: usize) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn f32_only_where_every_partial_sum_is_an_exact_integer() {
+        let int = |bits| Codes::Int { codes: Array2::zeros((1, 1)), bits, signed: true };
+        let r4 = Codes::Radix4 { codes: Array2::zeros((1, 1)), levels: 8 };
+        // INT4 x INT4: 15·15·K < 2^24 up to K = 74,565.
+        assert!(exact_in_f32(&int(4), &int(4), 74_565));
+        assert!(!exact_in_f32(&int(4), &int(4), 74_566));
+        assert!(!exact_in_f32(&int(3), &r4, 10), "radix-4 values are fractions");
+        // And the two GEMMs agree where it holds.
+        let x = Array2::from_shape_fn((5, 300), |(i, j)| ((i * 7 + j * 3) % 31) as f64 - 15.0);
+        let s = Array2::from_shape_fn((4, 300), |(i, j)| ((i * 5 + j) % 15) as f64 - 7.0);
+        let wide = gemm(Mvm::Forward, &x, &s);
+        let narrow = gemm(Mvm::Forward, &x.mapv(|v| v as f32), &s.mapv(|v| v as f32)).mapv(|v| v as f64);
+        assert_eq!(wide, narrow);
+    }
+}
