@@ -308,18 +308,14 @@ fn memory_stays_flat_however_many_steps_a_run_takes() {
     let peak = |epochs: &str| {
         let d = scratch(&format!("memory-{epochs}"));
         let m = d.join("m.json");
-        let o = imcc(&[
-            "train",
-            "examples/digits_mlp.imc",
-            "--train",
-            "full",
-            "--limit",
-            "128",
-            "--epochs",
-            epochs,
-            "--metrics-json",
-            m.to_str().unwrap(),
-        ]);
+        // Two workers (one table cache each) whatever the machine, so the caches fill alike.
+        let o = Command::new(env!("CARGO_BIN_EXE_imcc"))
+            .args(["train", "examples/digits_mlp.imc", "--train", "full", "--limit", "128", "--epochs", epochs])
+            .args(["--metrics-json", m.to_str().unwrap()])
+            .env("RAYON_NUM_THREADS", "2")
+            .current_dir(root())
+            .output()
+            .expect("imcc runs");
         assert!(o.status.success(), "{}", stderr(&o));
         json(&m)["runs"][0]["peak_rss_bytes"].as_u64().expect("Linux reports the peak")
     };
