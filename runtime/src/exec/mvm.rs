@@ -109,19 +109,28 @@ impl Executor {
             }
             (Some(Target::Digital(_)), Some(sq), Some(xq)) => {
                 // Exact: every product and partial sum of these codes is representable in f64.
-                let (sv, xv) = (sq.code_values(), xq.code_values());
-                counts.digital_macs += macs(op.kind, &xv, sv.len());
-                let reduction = if op.kind == Mvm::WeightGrad { xv.nrows() } else { xv.ncols() };
-                let y = if exact_in_f32(&sq.codes, &xq.codes, reduction) {
-                    // Integer codes whose every partial sum stays below 2^24: the f32 GEMM gives
-                    // the same exact integers as f64, in any summation order, twice as fast.
-                    let (s32, x32) = (sv.mapv(|v| v as f32), xv.mapv(|v| v as f32));
-                    gemm(op.kind, &x32, &s32).mapv(|v| v as f64)
-                } else {
-                    gemm(op.kind, &xv, &sv)
+                let (rows, cols) = match &xq.codes {
+                    Codes::Int { codes, .. } => codes.dim(),
+                    Codes::Radix4 { codes, .. } => codes.dim(),
                 };
+                let reduction = if op.kind == Mvm::WeightGrad { rows } else { cols };
                 let scale = sq.scale as f64 * xq.scale as f64;
-                y.mapv(|v| (v * scale) as f32)
+                match (&sq.codes, &xq.codes) {
+                    (Codes::Int { codes: sc, bits: sb, .. }, Codes::Int { codes: xc, bits: xb, .. })
+                        if exact_in_f32(*sb, *xb, reduction) =>
+                    {
+                        // Integer codes whose every partial sum stays below 2^24: the f32 GEMM
+                        // gives the same exact integers as f64, in any summation order, faster.
+                        let (sv, xv) = (sc.mapv(|c| c as f32), xc.mapv(|c| c as f32));
+                        counts.digital_macs += macs(op.kind, &xv, sv.len());
+                        gemm(op.kind, &xv, &sv).mapv(|v| (v as f64 * scale) as f32)
+                    }
+                    _ => {
+                        let (sv, xv) = (sq.code_values(), xq.code_values());
+                        counts.digital_macs += macs(op.kind, &xv, sv.len());
+                        gemm(op.kind, &xv, &sv).mapv(|v| (v * scale) as f32)
+                    }
+                }
             }
             _ => {
                 // Unquantized operands: f32 GEMM on the values.
@@ -165,17 +174,11 @@ fn gemm<T: ndarray::LinalgScalar>(kind: Mvm, x: &Array2<T>, s: &Array2<T>) -> Ar
     }
 }
 
-/// Whether an MVM over these codes with `reduction` terms per output is exact in f32: both
-/// integer, and `reduction · max|s| · max|x| < 2^24`.
-fn exact_in_f32(s: &Codes, x: &Codes, reduction: usize) -> bool {
-    let max = |c: &Codes| match c {
-        Codes::Int { bits, .. } => Some((1u64 << bits) - 1),
-        Codes::Radix4 { .. } => None,
-    };
-    match (max(s), max(x)) {
-        (Some(a), Some(b)) => (reduction as u64).saturating_mul(a).saturating_mul(b) < 1 << 24,
-        _ => false,
-    }
+/// Whether an MVM over integer codes of `bits_s` and `bits_x` magnitude bits with `reduction`
+/// terms per output is exact in f32: `reduction · max|s| · max|x| < 2^24`.
+fn exact_in_f32(bits_s: u32, bits_x: u32, reduction: usize) -> bool {
+    let max = |bits: u32| (1u64 << bits) - 1;
+    (reduction as u64).saturating_mul(max(bits_s)).saturating_mul(max(bits_x)) < 1 << 24
 }
 
 #[cfg(test)]
@@ -185,12 +188,10 @@ mod tests {
 
     #[test]
     fn f32_only_where_every_partial_sum_is_an_exact_integer() {
-        let int = |bits| Codes::Int { codes: Array2::zeros((1, 1)), bits, signed: true };
-        let r4 = Codes::Radix4 { codes: Array2::zeros((1, 1)), levels: 8 };
-        // INT4 x INT4: 15·15·K < 2^24 up to K = 74,565.
-        assert!(exact_in_f32(&int(4), &int(4), 74_565));
-        assert!(!exact_in_f32(&int(4), &int(4), 74_566));
-        assert!(!exact_in_f32(&int(3), &r4, 10), "radix-4 values are fractions");
+        // INT4 x INT4: 15·15·K < 2^24 up to K = 74,565; INT8 x INT8 up to K = 1,040.
+        assert!(exact_in_f32(4, 4, 74_565));
+        assert!(!exact_in_f32(4, 4, 74_566));
+        assert!(exact_in_f32(7, 7, 1_040) && !exact_in_f32(7, 7, 1_041));
         // And the two GEMMs agree where it holds.
         let x = Array2::from_shape_fn((5, 300), |(i, j)| ((i * 7 + j * 3) % 31) as f64 - 15.0);
         let s = Array2::from_shape_fn((4, 300), |(i, j)| ((i * 5 + j) % 15) as f64 - 7.0);
