@@ -4,7 +4,7 @@
 use imcc_compiler::program::{DataSet, TrainRun};
 use imcc_runtime::config::{Mvm, Precision, Target};
 use imcc_runtime::data;
-use imcc_runtime::energy::{self, COMPONENTS};
+use imcc_runtime::energy::{self, Component};
 use imcc_runtime::ir::Step;
 use serde_json::json;
 use std::fmt::Write;
@@ -63,7 +63,7 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
         }
     }
     let _ = write!(t, "  {:<10} {:<12} {:<14}", "layer", "mvm", "target");
-    for c in COMPONENTS {
+    for c in Component::ALL {
         let _ = write!(t, " {c:>13}");
     }
     let _ = writeln!(t, " {:>11} {:>9}", "total J", "fJ/MAC");
@@ -73,7 +73,7 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
         let target = m.map_or("digital(f32)".to_string(), |m| imcc_runtime::ir::text::target_name(&m.target));
         let _ = write!(t, "  {layer:<10} {mvm:<12} {target:<14}");
         let mut total = 0.0;
-        for c in COMPONENTS {
+        for c in Component::ALL {
             let j: f64 = est
                 .rows
                 .iter()
@@ -86,7 +86,7 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
         let per_mac = m.map_or("-".to_string(), |m| format!("{:.1}", total / m.macs() as f64 * 1e15));
         let _ = writeln!(t, " {total:>11.3e} {per_mac:>9}");
         breakdown.push(json!({ "layer": layer, "mvm": mvm, "target": target, "joules": total,
-            "components": COMPONENTS.iter().map(|c| (c.to_string(), est.rows.iter().filter(|r| &r.layer == layer && &r.mvm == mvm && r.component == *c).map(|r| r.joules).sum::<f64>().into())).collect::<serde_json::Map<String, serde_json::Value>>() }));
+            "components": Component::ALL.iter().map(|c| (c.to_string(), est.rows.iter().filter(|r| &r.layer == layer && &r.mvm == mvm && r.component == *c).map(|r| r.joules).sum::<f64>().into())).collect::<serde_json::Map<String, serde_json::Value>>() }));
     }
     let _ = writeln!(
         t,

@@ -20,18 +20,65 @@ use crate::ir::{Format, MvmOp, Op, Step, text};
 use crate::sim::Events;
 use serde::{Deserialize, Serialize};
 
-/// The components of the ledger.
-pub const COMPONENTS: [&str; 9] = [
-    "column_evals",
-    "adc",
-    "shift_add",
-    "array_writes",
-    "operand_moves",
-    "digital_macs",
-    "sram",
-    "dram",
-    "elementwise",
-];
+/// What a ledger entry pays for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    /// Evaluating a column (IMC).
+    ColumnEvals,
+    /// ADC conversions (IMC).
+    Adc,
+    /// Near-memory shift-and-add of column codes (IMC).
+    ShiftAdd,
+    /// Writing the arrays (IMC).
+    ArrayWrites,
+    /// Moving input bits to the rows (IMC).
+    OperandMoves,
+    /// Digital multiply-accumulates.
+    DigitalMacs,
+    /// Operand SRAM reads of digital MVMs.
+    Sram,
+    /// Weight DRAM traffic of digital MVMs.
+    Dram,
+    /// The digital remainder's elementwise work.
+    Elementwise,
+}
+
+impl Component {
+    /// Every component, in report order.
+    pub const ALL: [Component; 9] = [
+        Component::ColumnEvals,
+        Component::Adc,
+        Component::ShiftAdd,
+        Component::ArrayWrites,
+        Component::OperandMoves,
+        Component::DigitalMacs,
+        Component::Sram,
+        Component::Dram,
+        Component::Elementwise,
+    ];
+
+    /// Its name in reports and metrics (`column_evals`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::ColumnEvals => "column_evals",
+            Component::Adc => "adc",
+            Component::ShiftAdd => "shift_add",
+            Component::ArrayWrites => "array_writes",
+            Component::OperandMoves => "operand_moves",
+            Component::DigitalMacs => "digital_macs",
+            Component::Sram => "sram",
+            Component::Dram => "dram",
+            Component::Elementwise => "elementwise",
+        }
+    }
+}
+
+impl std::fmt::Display for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name()) // honours width and alignment in report columns
+    }
+}
 
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,8 +87,8 @@ pub struct Row {
     pub layer: String,
     /// The MVM kind (`forward`, `backward`, `weight_grad`) or `remainder` for digital nodes.
     pub mvm: String,
-    /// The component (one of [`COMPONENTS`]).
-    pub component: &'static str,
+    /// What it pays for.
+    pub component: Component,
     /// Joules per training step.
     pub joules: f64,
 }
@@ -54,7 +101,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    fn add(&mut self, layer: &str, mvm: &str, component: &'static str, joules: f64) {
+    fn add(&mut self, layer: &str, mvm: &str, component: Component, joules: f64) {
         if joules != 0.0 {
             self.rows.push(Row { layer: layer.to_string(), mvm: mvm.to_string(), component, joules });
         }
@@ -76,7 +123,7 @@ impl Ledger {
     }
 
     /// Joules per step of one component.
-    pub fn component_total(&self, c: &str) -> f64 {
+    pub fn component_total(&self, c: Component) -> f64 {
         self.rows.iter().filter(|r| r.component == c).map(|r| r.joules).sum()
     }
 
@@ -137,13 +184,18 @@ fn layer_name(step: &Step, m: &MvmOp) -> String {
 fn digital_mvm(l: &mut Ledger, hw: &HardwareConfig, step: &Step, m: &MvmOp, p: Precision, macs: f64) {
     let d = &hw.digital;
     let (layer, kind) = (layer_name(step, m), m.kind.key());
-    l.add(&layer, kind, "digital_macs", macs * mac_energy(hw, p));
+    l.add(&layer, kind, Component::DigitalMacs, macs * mac_energy(hw, p));
     let bits = operand_bits(p, &m.stored, &m.streamed) as f64;
-    l.add(&layer, kind, "sram", macs * bits * d.operand_sram_share / 64.0 * d.sram_read_64b * d.node_scale);
+    l.add(&layer, kind, Component::Sram, macs * bits * d.operand_sram_share / 64.0 * d.sram_read_64b * d.node_scale);
     // DRAM: the weight matrix of forward/backward, per step.
     if m.kind != Mvm::WeightGrad && d.dram_bits_per_weight > 0.0 {
         let weights = (m.outputs * m.reduction) as f64 / 2.0; // forward and backward share W
-        l.add(&layer, kind, "dram", weights * d.dram_bits_per_weight / 64.0 * d.dram_access_64b * d.node_scale);
+        l.add(
+            &layer,
+            kind,
+            Component::Dram,
+            weights * d.dram_bits_per_weight / 64.0 * d.dram_access_64b * d.node_scale,
+        );
     }
 }
 
@@ -181,11 +233,11 @@ fn imc_mvm(
             [macs * format_bits(&m.streamed) as f64 * bits / hw.rows as f64; 3]
         }
     };
-    l.add(&layer, kind, "column_evals", column_evals * e.column_eval);
-    l.add(&layer, kind, "adc", conversions * e.adc_conversion);
-    l.add(&layer, kind, "shift_add", shift_adds * e.shift_add);
-    l.add(&layer, kind, "array_writes", bits_written * e.array_write_bit);
-    l.add(&layer, kind, "operand_moves", input_bits(m) * e.move_bit);
+    l.add(&layer, kind, Component::ColumnEvals, column_evals * e.column_eval);
+    l.add(&layer, kind, Component::Adc, conversions * e.adc_conversion);
+    l.add(&layer, kind, Component::ShiftAdd, shift_adds * e.shift_add);
+    l.add(&layer, kind, Component::ArrayWrites, bits_written * e.array_write_bit);
+    l.add(&layer, kind, Component::OperandMoves, input_bits(m) * e.move_bit);
 }
 
 /// The digital remainder: one f32 multiply-add per element each node writes (per parameter
@@ -203,7 +255,7 @@ fn remainder(l: &mut Ledger, step: &Step) {
             _ => n.outputs.iter().map(|v| step.value(*v).shape.iter().product::<usize>()).sum(),
         };
         let layer = n.layer.map_or("step".to_string(), |li| step.layers[li.index()].name.clone());
-        l.add(&layer, "remainder", "elementwise", elems as f64 * per_elem);
+        l.add(&layer, "remainder", Component::Elementwise, elems as f64 * per_elem);
     }
 }
 
