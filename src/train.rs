@@ -3,7 +3,7 @@
 
 use crate::load::{Lowering, checked_runs, load_checked};
 use imcc_driver::durable;
-use imcc_driver::{EpochMetrics, Observer, Options, Progress, RunMetrics, Session};
+use imcc_driver::{Observer, Options, Progress, RunMetrics, Session};
 use imcc_runtime::config::Mvm;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -34,8 +34,6 @@ impl Observer for Bar {
             p.epoch.0, p.epoch.1, p.loss, p.samples_per_second, p.energy_joules
         ));
     }
-
-    fn epoch(&mut self, _run: &str, _m: &EpochMetrics) {}
 
     fn finished(&mut self, _run: &str) {
         self.bar.finish_and_clear();
@@ -91,6 +89,11 @@ pub fn command(
             }
             Err(e) => {
                 // The other runs are independent: record the failure and go on.
+                if let imcc_driver::Error::Lower { diagnostics, .. } = &e {
+                    for d in diagnostics {
+                        err!("{}", crate::render::human(&comp.sources, d, crate::use_color(crate::ColorChoice::Auto)));
+                    }
+                }
                 errln!("error: {e}");
                 failed.push(serde_json::json!({ "name": run.name, "error": e.to_string() }));
                 status = ExitCode::from(1);

@@ -254,3 +254,11 @@ fn data_paths_resolve_against_the_file_so_examples_run_from_anywhere() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("full: test accuracy"));
 }
+
+#[test]
+fn train_renders_lowering_diagnostics_of_a_run_that_cannot_be_mapped() {
+    let out = imcc(&["train", "tests/ui/cannot_tile.imc", "--limit", "8"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("[E0600]") && err.contains("cannot be lowered"), "{err}");
+}

@@ -7,10 +7,13 @@ use std::fmt;
 pub enum Error {
     /// A command-line override is outside what the language accepts for that setting.
     Override(String),
-    /// The run does not lower (the file has errors `imcc check` reports).
+    /// The run does not lower (e.g. an MVM that cannot be tiled under the overrides): the
+    /// diagnostics, for the front end to render against the file's sources.
     Lower {
         /// The train block.
         run: String,
+        /// Why.
+        diagnostics: Vec<imcc_compiler::diagnostic::Diagnostic>,
     },
     /// A compiler bug.
     Internal(String),
@@ -33,7 +36,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Override(m) | Error::Data(m) | Error::Checkpoint(m) | Error::Write(m) => f.write_str(m),
-            Error::Lower { run } => write!(f, "`{run}` cannot be lowered; run `imcc check`"),
+            Error::Lower { run, diagnostics } => {
+                let first = diagnostics.first().map_or(String::new(), |d| format!(": {}", d.message));
+                write!(f, "`{run}` cannot be lowered{first}")
+            }
             Error::Internal(m) => write!(f, "internal compiler error: {m}"),
             Error::Exec { run, message } => write!(f, "`{run}`: {message}"),
         }

@@ -68,7 +68,7 @@ pub fn hyper(run: &TrainRun) -> Hyper {
 pub fn lower_run(program: &Program, run: &TrainRun) -> Result<Step, Error> {
     match lower::lower(program, run, None) {
         Ok(s) => Ok(s),
-        Err(lower::LowerError::Diagnostics(_)) => Err(Error::Lower { run: run.name.clone() }),
+        Err(lower::LowerError::Diagnostics(diagnostics)) => Err(Error::Lower { run: run.name.clone(), diagnostics }),
         Err(lower::LowerError::Internal(e)) => Err(Error::Internal(e)),
     }
 }

@@ -37,10 +37,6 @@ fn class_e(f: &ErrorFormat) -> Precision {
     }
 }
 
-fn precision_name(p: Precision) -> &'static str {
-    p.name()
-}
-
 /// One diagnostic per cause (span), listing the layers it affects.
 #[derive(Default)]
 pub(super) struct Grouped {
@@ -353,17 +349,17 @@ impl TrainCx<'_, '_> {
                     format!(
                         "the {} MVM of `{lname}` runs on `digital({})` but has {} operands",
                         mvm.key(),
-                        precision_name(p),
-                        precision_name(widest)
+                        p.name(),
+                        widest.name()
                     ),
                 );
                 if let Some(s) = t_span {
                     d = d.primary(s, "too narrow");
                 }
                 if let Some(s) = fmt_span {
-                    d = d.secondary(s, format!("{} operands from here", precision_name(widest)));
+                    d = d.secondary(s, format!("{} operands from here", widest.name()));
                 }
-                grouped.add(d.help(format!("use `digital({})`", precision_name(widest))), lname);
+                grouped.add(d.help(format!("use `digital({})`", widest.name())), lname);
             }
             _ => {}
         }
