@@ -72,83 +72,54 @@ fn phi(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// Draws with at least this deviation mass (2⁻³² units; 1/256) are sampled one by one; rarer
-/// deviations are found by geometric skipping.
-const COMMON: u32 = 1 << 24;
+/// The packed row of a sum whose codes are not yet built, or whose alias table lies beyond what
+/// the packed form addresses: the kernels leave it to [`CodeTable::code`].
+pub(crate) const SLOW: u64 = u64::MAX;
 
-/// How to sample the code of one integer column sum beyond its most likely code: codes
-/// `base ..= base + len`, draws below `cum[off + i]` giving `base + i`; the most likely code
-/// covers draws `lo .. lo + (2³² − dev)`.
+/// The largest alias-table offset the packed row holds (27 bits).
+const PACKED_OFF_MAX: u32 = (1 << 27) - 1;
+
+/// How the code of one integer column sum is drawn: `2^bits` alias buckets from `off`, codes
+/// counted from `base`.
 #[derive(Debug, Clone, Copy, Default)]
-struct Meta {
+struct Row {
     base: i32,
     off: u32,
-    len: u32,
-    lo: u32,
-    /// Offset of the row's alias table (`len + 1` buckets) in `alias`.
-    alias_off: u32,
-}
-
-#[inline]
-fn pack(mode: i32, dev: u32) -> u64 {
-    ((mode as u32 as u64) << 32) | dev as u64
-}
-
-#[inline]
-fn mode_of(h: u64) -> i32 {
-    (h >> 32) as u32 as i32
-}
-
-#[inline]
-fn dev_of(h: u64) -> u32 {
-    h as u32
+    bits: u8,
+    built: bool,
 }
 
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
-/// Hot data (most likely code, deviation mass) is kept apart from the rarely used rest.
+///
+/// Each sum's distribution is a Walker alias table of `2^bits` buckets (padded with empty
+/// codes to a power of two, so the bucket is the top bits of the draw): a draw `r` picks bucket
+/// `k = r >> (64 − bits)` and keeps it when the low 32 bits of `r` are below the bucket's
+/// threshold, else takes the bucket's alias. Every code then has exactly its 32-bit probability:
+/// one uniform 64-bit draw per conversion, no branch on the outcome, two dependent loads.
 #[derive(Debug, Clone)]
 pub(crate) struct CodeTable {
     conv: Converter,
     vmin: i64,
-    built: Vec<bool>,
-    /// Per sum: the most likely code (high 32 bits) and the deviation mass (low 32 bits), in
-    /// one word so the hot pass makes one load per conversion.
-    hot: Vec<u64>,
-    meta: Vec<Meta>,
-    cum: Vec<u32>,
-    /// Walker alias tables of the rows, one word per bucket `k`: accept `k` when the low 32
-    /// bits of a draw are below the high half, else take the bucket in the low half (a full
-    /// bucket has threshold `u32::MAX` and points to itself), so a draw costs one load.
+    rows: Vec<Row>,
+    /// Per sum, what the kernels read: the base code in the low 32 bits, `off << 5 | bits` in the
+    /// high 32; [`SLOW`] until built.
+    packed: Vec<u64>,
+    /// Alias buckets, one word each: the threshold in the high 32 bits, the alias (a bucket
+    /// number) in the low 32. A full bucket has threshold `u32::MAX` and is its own alias.
     alias: Vec<u64>,
-}
-
-/// Reused per-block buffers.
-#[derive(Debug, Default)]
-pub(crate) struct Scratch {
-    common: Vec<u32>,
 }
 
 impl CodeTable {
     pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
         let n = (vmax - vmin + 1).max(1) as usize;
-        CodeTable {
-            conv,
-            vmin,
-            built: vec![false; n],
-            hot: vec![0; n],
-            meta: vec![Meta::default(); n],
-            cum: Vec::new(),
-            alias: Vec::new(),
-        }
+        CodeTable { conv, vmin, rows: vec![Row::default(); n], packed: vec![SLOW; n], alias: Vec::new() }
     }
 
     /// Heap bytes this table holds (it grows as rows are built).
     pub fn bytes(&self) -> usize {
         use std::mem::size_of;
-        self.built.capacity()
-            + self.hot.capacity() * size_of::<u64>()
-            + self.meta.capacity() * size_of::<Meta>()
-            + self.cum.capacity() * size_of::<u32>()
+        self.rows.capacity() * size_of::<Row>()
+            + self.packed.capacity() * size_of::<u64>()
             + self.alias.capacity() * size_of::<u64>()
     }
 
@@ -158,67 +129,71 @@ impl CodeTable {
         (v - self.vmin) as u32
     }
 
+    /// The packed rows and alias buckets, as the conversion kernels read them.
+    #[inline]
+    pub fn packed(&self) -> (&[u64], &[u64]) {
+        (&self.packed, &self.alias)
+    }
+
+    /// The code of sum index `i` for the uniform 64-bit draw `r`, building the row if needed.
+    pub fn code(&mut self, i: usize, r: u64) -> i64 {
+        if !self.rows[i].built {
+            self.build(i);
+        }
+        let row = self.rows[i];
+        code_from(row.base, row.off, u32::from(row.bits), &self.alias, r)
+    }
+
     #[cold]
     fn build(&mut self, i: usize) {
         let c = self.conv;
         let v = i as i64 + self.vmin;
         let u = v as f64 / c.lsb;
         let s = c.sigma_counts / c.lsb;
-        self.built[i] = true;
-        if s == 0.0 {
-            let code = (u.round() as i64).clamp(c.cmin, c.cmax) as i32;
-            self.hot[i] = pack(code, 0);
-            self.meta[i] = Meta { base: code, off: 0, len: 0, lo: 0, alias_off: 0 };
-            return;
-        }
-        let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
-        let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
-        let mut base = lo;
-        let mut cum: Vec<u32> = (lo..hi)
-            .map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32)
-            .collect();
-        // Drop codes that cannot occur at 32-bit resolution.
-        let first = cum.iter().take_while(|&&t| t == 0).count();
-        cum.drain(..first);
-        base += first as i64;
-        while cum.last() == Some(&u32::MAX) {
-            cum.pop();
-        }
-        // The mode: the widest interval between thresholds.
-        let edges = |k: usize| -> (u64, u64) {
-            let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
-            let b = if k == cum.len() { 1u64 << 32 } else { cum[k] as u64 };
-            (a, b)
+        let (base, cum) = if s == 0.0 {
+            ((u.round() as i64).clamp(c.cmin, c.cmax), Vec::new())
+        } else {
+            let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
+            let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
+            // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
+            let mut cum: Vec<u32> = (lo..hi)
+                .map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32)
+                .collect();
+            // Drop codes that cannot occur at 32-bit resolution.
+            let first = cum.iter().take_while(|&&t| t == 0).count();
+            cum.drain(..first);
+            while cum.last() == Some(&u32::MAX) {
+                cum.pop();
+            }
+            (lo + first as i64, cum)
         };
-        let mode_k = (0..=cum.len()).max_by_key(|&k| {
-            let (a, b) = edges(k);
-            (b - a, std::cmp::Reverse(k))
-        });
-        let mode_k = mode_k.unwrap_or(0);
-        let (a, b) = edges(mode_k);
-        self.hot[i] = pack((base + mode_k as i64) as i32, ((1u64 << 32) - (b - a)) as u32);
-        let alias_off = self.alias.len() as u32;
-        self.build_alias(&cum);
-        self.meta[i] =
-            Meta { base: base as i32, off: self.cum.len() as u32, len: cum.len() as u32, lo: a as u32, alias_off };
-        self.cum.extend_from_slice(&cum);
+        let bits = (cum.len() + 1).next_power_of_two().trailing_zeros();
+        let off = self.alias.len() as u32;
+        self.build_alias(&cum, 1 << bits);
+        self.rows[i] = Row { base: base as i32, off, bits: bits as u8, built: true };
+        if off <= PACKED_OFF_MAX {
+            self.packed[i] = (u64::from(off << 5 | bits) << 32) | u64::from(base as i32 as u32);
+        }
     }
 
-    /// Appends the Walker alias table of the code distribution given by thresholds `cum`
-    /// (Vose's construction in integers: bucket capacity 2³², weights scaled by the bucket
-    /// count, so the table reproduces the 32-bit probabilities).
-    fn build_alias(&mut self, cum: &[u32]) {
-        let n = cum.len() + 1;
+    /// Appends the Walker alias table of `buckets` buckets for the codes given by thresholds
+    /// `cum` (codes beyond `cum.len()` have probability 0). Vose's construction in integers:
+    /// bucket capacity 2³², weights scaled by the bucket count, so the table reproduces the
+    /// 32-bit probabilities exactly.
+    fn build_alias(&mut self, cum: &[u32], buckets: usize) {
         let cap = 1u64 << 32;
         let width = |k: usize| -> u64 {
+            if k > cum.len() {
+                return 0;
+            }
             let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
             let b = if k == cum.len() { cap } else { cum[k] as u64 };
             b - a
         };
-        let mut scaled: Vec<u64> = (0..n).map(|k| width(k) * n as u64).collect();
-        let mut prob = vec![cap; n];
-        let mut to: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&k| scaled[k] < cap);
+        let mut scaled: Vec<u64> = (0..buckets).map(|k| width(k) * buckets as u64).collect();
+        let mut prob = vec![cap; buckets];
+        let mut to: Vec<u32> = (0..buckets as u32).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..buckets).partition(|&k| scaled[k] < cap);
         while let (Some(l), Some(&g)) = (small.pop(), large.last()) {
             prob[l] = scaled[l];
             to[l] = g as u32;
@@ -229,111 +204,26 @@ impl CodeTable {
             }
         }
         // A full bucket (prob = 2³²) keeps `to[k] = k`: the threshold u32::MAX then rejects
-        // only the draw u32::MAX, which lands on k itself. Same codes, one word per bucket.
+        // only the low half u32::MAX, which lands on k itself. Same codes, one word per bucket.
         self.alias.extend(prob.iter().zip(&to).map(|(&p, &t)| (p.min(u32::MAX as u64) << 32) | t as u64));
     }
+}
 
-    /// A code of row `i` from one 64-bit draw, through its alias table.
-    #[inline]
-    fn alias_code(&self, i: usize, r: u64) -> i32 {
-        let m = self.meta[i];
-        let n = m.len as u64 + 1;
-        let k = (((r >> 32) * n) >> 32) as usize;
-        let at = m.alias_off as usize + k;
-        let bucket = self.alias[at];
-        let pick = if (r & 0xffff_ffff) < bucket >> 32 { k } else { bucket as u32 as usize };
-        m.base + pick as i32
-    }
-
-    /// The code for draw `r` (a 32-bit uniform) at index `i`.
-    #[inline]
-    fn code_for(&self, i: usize, r: u64) -> i32 {
-        let m = self.meta[i];
-        let cum = &self.cum[m.off as usize..(m.off + m.len) as usize];
-        m.base + cum.iter().map(|&t| u32::from(t as u64 <= r)).sum::<u32>() as i32
-    }
-
-    /// Converts a block of column sums given by table index, adding `weight·code` to `acc[j]`.
-    /// Each conversion gets its own noise, exactly in distribution: likely deviations from the
-    /// most likely code are drawn one by one, rare ones by geometric skipping over the block
-    /// (thinning), so a block of certain or nearly certain conversions costs almost no draws.
-    pub fn convert_block<R: Rng>(
-        &mut self,
-        idx: &[u32],
-        weight: i64,
-        acc: &mut [i64],
-        rng: &mut R,
-        scratch: &mut Scratch,
-    ) {
-        let k = idx.len();
-        for &i in idx {
-            if !self.built[i as usize] {
-                self.build(i as usize);
-            }
-        }
-        scratch.common.resize(k, 0);
-        // Branch-free pass: the most likely codes, and which conversions need their own draw.
-        let hot = &self.hot;
-        let mut q_dev = 0u32;
-        let mut n_common = 0usize;
-        for (j, (&i, a)) in idx.iter().zip(acc.iter_mut()).enumerate() {
-            let i = i as usize;
-            let h = hot[i];
-            let d = dev_of(h);
-            let common = d >= COMMON;
-            // A common conversion adds its drawn code below; the others their mode now.
-            *a += weight * if common { 0 } else { mode_of(h) as i64 };
-            scratch.common[n_common] = j as u32;
-            n_common += usize::from(common);
-            q_dev = q_dev.max(if common { 0 } else { d });
-        }
-        for &j in &scratch.common[..n_common] {
-            let i = idx[j as usize] as usize;
-            // Few possible codes: compare one 32-bit draw with the thresholds; many (wide noise
-            // in LSB, after a narrow range): one 64-bit draw through the alias table.
-            let code = if self.meta[i].len <= 4 {
-                self.code_for(i, rng.next_u32() as u64)
-            } else {
-                self.alias_code(i, rng.next_u64())
-            };
-            acc[j as usize] += weight * code as i64;
-        }
-        if q_dev == 0 {
-            return;
-        }
-        // Candidates at rate q = q_dev/2³², each accepted with probability dev_j/q_dev.
-        let ln1q = libm::log1p(-(q_dev as f64) / 4294967296.0);
-        let mut j = 0usize;
-        loop {
-            let u = ((rng.next_u64() >> 11) + 1) as f64 / 9007199254740992.0; // (0, 1]
-            let gap = libm::log(u) / ln1q;
-            j = j.saturating_add(if gap.is_finite() { gap as usize } else { usize::MAX });
-            if j >= k {
-                break;
-            }
-            let i = idx[j] as usize;
-            let d = dev_of(self.hot[i]);
-            if d > 0 && d < COMMON {
-                let r2 = rng.next_u32() as u64;
-                if r2 * (q_dev as u64) < (d as u64) << 32 {
-                    // A deviation: a draw uniform over everything but the mode's interval.
-                    let x = (rng.next_u32() as u64 * d as u64) >> 32;
-                    let width = (1u64 << 32) - d as u64;
-                    let lo = self.meta[i].lo as u64;
-                    let r = if x >= lo { x + width } else { x };
-                    let code = self.code_for(i, r);
-                    acc[j] += weight * (code - mode_of(self.hot[i])) as i64;
-                }
-            }
-            j += 1;
-        }
-    }
+/// The code a draw `r` gives through the alias table of `2^bits` buckets at `off` (the
+/// arithmetic every conversion kernel reproduces exactly).
+#[inline(always)]
+pub(crate) fn code_from(base: i32, off: u32, bits: u32, alias: &[u64], r: u64) -> i64 {
+    let k = r.checked_shr(64 - bits).unwrap_or(0);
+    let bucket = alias[off as usize + k as usize];
+    let pick = if (r & 0xffff_ffff) < bucket >> 32 { k } else { bucket & 0xffff_ffff };
+    base as i64 + pick as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use crate::sim::convert;
+    use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
@@ -361,21 +251,58 @@ mod tests {
         }
     }
 
-    /// Codes of `n` conversions of sum `v`, through the block converter (blocks of 64).
+    /// Codes of `n` conversions of sum `v`, through the block converter (blocks of 64) on the
+    /// fastest path this CPU has, with draws keyed by the next value of `rng`.
     fn sample_codes(table: &mut CodeTable, v: i64, n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<i64> {
-        let mut scratch = Scratch::default();
+        let key = rng.next_u64();
+        let path = crate::sim::kernel::detect();
+        let mut scratch = convert::Scratch::default();
         let mut codes = Vec::new();
         let i = table.index(v);
-        for _ in 0..n / 64 {
+        for b in 0..n / 64 {
             let mut acc = vec![0i64; 64];
-            table.convert_block(&[i; 64], 1, &mut acc, rng, &mut scratch);
+            convert::convert_block(path, table, &[i; 64], 1, &mut acc, key, (b * 64) as u64, &mut scratch);
             codes.extend(acc);
         }
         codes
     }
 
+    /// Mean and variance of the code of sum `v` under the model: Gaussian noise, rounding,
+    /// clipping, summed over the codes.
+    fn code_moments(conv: &Converter, v: f64) -> (f64, f64) {
+        let (u, s) = (v / conv.lsb, conv.sigma_counts / conv.lsb);
+        let (mut m1, mut m2) = (0.0, 0.0);
+        for c in conv.cmin..=conv.cmax {
+            let below = if c == conv.cmin { 0.0 } else { phi((c as f64 - 0.5 - u) / s) };
+            let upto = if c == conv.cmax { 1.0 } else { phi((c as f64 + 0.5 - u) / s) };
+            m1 += c as f64 * (upto - below);
+            m2 += (c * c) as f64 * (upto - below);
+        }
+        (m1, m2 - m1 * m1)
+    }
+
     #[test]
-    fn rare_deviations_by_skipping_have_the_right_rate() {
+    fn mean_codes_match_the_noise_model_over_the_whole_range() {
+        // Narrow and wide noise in LSB, unsigned and signed ADCs, sums up to and past clipping.
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        for (zero, sigma, gain, vmin) in
+            [(AdcZero::Unsigned, 0.05, 2.0, 0), (AdcZero::Unsigned, 0.5, 8.0, 0), (AdcZero::Signed, 0.2, 4.0, -1152)]
+        {
+            let conv = Converter::new(8, zero, sigma, 1152.0, 1152.0, 1.0, gain);
+            let mut table = CodeTable::new(conv, vmin, 1152);
+            let n = 4096;
+            for v in (vmin..=1152).step_by(37) {
+                let codes = sample_codes(&mut table, v, n, &mut rng);
+                let mean = codes.iter().sum::<i64>() as f64 / n as f64;
+                let (expect, var) = code_moments(&conv, v as f64);
+                let tol = 6.0 * (var / n as f64).sqrt() + 1e-6;
+                assert!((mean - expect).abs() < tol, "{zero:?} σ={sigma} g={gain} v={v}: mean {mean}, model {expect}");
+            }
+        }
+    }
+
+    #[test]
+    fn rare_deviations_have_the_right_rate() {
         // Low noise: at v = 0, a deviation to code 1 needs z > LSB/2 (about 5σ here).
         let conv = Converter::new(8, AdcZero::Unsigned, 0.05, 1152.0, 1152.0, 1.0, 2.0);
         let mut table = CodeTable::new(conv, 0, 1152);

@@ -8,6 +8,7 @@
 //! The group's digital weight (`2^i`, `±4^-k`, ...) scales the converted value.
 
 use super::SimError;
+use super::bits::Transpose;
 use crate::config::{HardwareConfig, InputMode, SignMode};
 use ndarray::ArrayView2;
 
@@ -189,24 +190,36 @@ impl Schedule {
                     Kind::IntDac { dac, .. } => dac as usize,
                     _ => 1,
                 };
-                for r in 0..len {
-                    let v = codes[[row, start + r]] as i64;
-                    if (!signed && v < 0) || v.unsigned_abs() >= 1u64 << bits {
-                        return Err(SimError::BadOperand(format!(
-                            "input code {v} at ({row}, {}) does not fit {} {bits} bits",
-                            start + r,
-                            if signed { "signed magnitude" } else { "unsigned" }
-                        )));
-                    }
-                    let (pass, mut mag) = (usize::from(v < 0), v.unsigned_abs());
-                    let mut b = 0usize;
-                    while mag != 0 {
-                        if mag & 1 == 1 {
-                            let (p, s) = (b / slots, b % slots);
-                            set((p * 2 + pass) * slots + s, r);
+                // Magnitude bit `b` of a value of sign pass `pass` drives mask `target[b][pass]`.
+                let target = |b: usize, pass: usize| ((b / slots) * 2 + pass) * slots + b % slots;
+                let limit = 1u64 << bits;
+                // Per word of 64 rows: magnitudes split by sign and checked, then each bit plane
+                // transposed into one word.
+                let (mut pos, mut neg) = (Transpose::default(), Transpose::default());
+                for w0 in (0..len).step_by(64) {
+                    let n = (len - w0).min(64);
+                    for i in 0..n {
+                        let r = w0 + i;
+                        let v = codes[[row, start + r]] as i64;
+                        if (!signed && v < 0) || v.unsigned_abs() >= limit {
+                            return Err(SimError::BadOperand(format!(
+                                "input code {v} at ({row}, {}) does not fit {} {bits} bits",
+                                start + r,
+                                if signed { "signed magnitude" } else { "unsigned" }
+                            )));
                         }
-                        mag >>= 1;
-                        b += 1;
+                        let mag = v.unsigned_abs() as u32;
+                        let (p, q) = if v < 0 { (0, mag) } else { (mag, 0) };
+                        pos.set(i, p);
+                        neg.set(i, q);
+                    }
+                    pos.clear_from(n);
+                    neg.clear_from(n);
+                    for b in 0..bits as usize {
+                        masks[target(b, 0) * words + w0 / 64] |= pos.plane(b);
+                        if signed {
+                            masks[target(b, 1) * words + w0 / 64] |= neg.plane(b);
+                        }
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Stored matrices: integer codes written bit-parallel into arrays, one column per weight bit.
 
 use super::SimError;
+use super::bits::Transpose;
 use ndarray::ArrayView2;
 
 /// A matrix to store in the arrays: `outputs x reduction` integer codes of `bits` bits, signed
@@ -81,14 +82,15 @@ pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed,
     let tiles = reduction.div_ceil(tile_rows).max(1);
     let bits = m.bits as usize;
     let mut planes = vec![0u64; tiles * bits * words * outputs];
-    let mask = (1u64 << bits) - 1;
+    let mask = (1u32 << bits) - 1;
+    let mut vals = Transpose::default();
     for (j, row) in m.codes.outer_iter().enumerate() {
-        // One 64-row word of every bit plane at a time, built in registers and stored once.
+        // One 64-row word of every bit plane at a time: the codes checked and masked to their
+        // two's complement bits, then each plane transposed into a word.
         for t in 0..tiles {
             for w in 0..words {
                 let k0 = t * tile_rows + w * 64;
-                let k1 = (k0 + 64).min((t + 1) * tile_rows).min(reduction);
-                let mut word = [0u64; 16];
+                let k1 = (k0 + 64).min((t + 1) * tile_rows).min(reduction).max(k0);
                 for k in k0..k1 {
                     let c = row[k] as i64;
                     if c < lo || c > hi {
@@ -98,13 +100,11 @@ pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed,
                             m.bits
                         )));
                     }
-                    let u = (c as u64) & mask; // two's complement bits
-                    for (bit, plane) in word[..bits].iter_mut().enumerate() {
-                        *plane |= (u >> bit & 1) << (k - k0);
-                    }
+                    vals.set(k - k0, (c as u32) & mask);
                 }
-                for (bit, &plane) in word[..bits].iter().enumerate() {
-                    planes[((t * bits + bit) * words + w) * outputs + j] = plane;
+                vals.clear_from(k1 - k0);
+                for bit in 0..bits {
+                    planes[((t * bits + bit) * words + w) * outputs + j] = vals.plane(bit);
                 }
             }
         }

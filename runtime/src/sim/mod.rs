@@ -13,7 +13,9 @@
 //! an input vector: both are this same MVM with another stored matrix and input kind.
 
 mod adc;
+mod bits;
 mod cache;
+mod convert;
 mod events;
 mod input;
 pub mod kernel;
@@ -90,25 +92,19 @@ impl PlaneStats {
         };
     }
 
-    fn record_indices(&mut self, plane: usize, idx: &[u32], vmin: i64) {
-        // The sums `v = i + vmin` from moments of the indices, in exact integers (the same
-        // values as summing `v` directly): Σv = Σi + n·vmin, Σv² = Σi² + 2·vmin·Σi + n·vmin².
-        let (mut si, mut qi, mut lo, mut hi) = (0u64, 0u64, u32::MAX, 0u32);
-        for &i in idx {
-            si += i as u64;
-            qi += i as u64 * i as u64;
-            lo = lo.min(i);
-            hi = hi.max(i);
-        }
-        let n = idx.len() as i64;
-        let (si, qi) = (si as i64, qi as i64);
+    /// Records one block of integer sums `v = i + vmin` from the moments of their indices `i`,
+    /// in exact integers (the same values as summing `v` directly): `Σv = Σi + n·vmin`,
+    /// `Σv² = Σi² + 2·vmin·Σi + n·vmin²`.
+    fn record_moments(&mut self, plane: usize, m: &convert::Moments, vmin: i64) {
+        let n = m.count as i64;
+        let (si, qi) = (m.sum as i64, m.sum_sq as i64);
         let s = si + n * vmin;
         let q = qi + 2 * vmin * si + n * vmin * vmin;
-        let m = if idx.is_empty() { 0 } else { (lo as i64 + vmin).abs().max((hi as i64 + vmin).abs()) };
-        self.count[plane] += idx.len() as u64;
+        let max = if n == 0 { 0 } else { (m.lo as i64 + vmin).abs().max((m.hi as i64 + vmin).abs()) };
+        self.count[plane] += m.count;
         self.sum[plane] += s as f64;
         self.sum_sq[plane] += q as f64;
-        self.max[plane] = self.max[plane].max(m as f64);
+        self.max[plane] = self.max[plane].max(max as f64);
     }
 
     fn merge(&mut self, o: &PlaneStats) {

@@ -2,8 +2,9 @@
 //! weight bit, converted either through the exact code tables (integer column sums) or
 //! sample by sample (non-integer levels, gain mismatch).
 
-use super::adc::{self, CodeTable, Converter};
+use super::adc::{CodeTable, Converter};
 use super::cache::TableCache;
+use super::convert;
 use super::input::{self, Schedule};
 use super::kernel::{self, KernelPath};
 use super::matrix::Programmed;
@@ -34,12 +35,14 @@ struct Buffers {
     idx: Vec<u32>,
     acc: Vec<i64>,
     real_sums: Vec<f64>,
-    scratch: adc::Scratch,
+    convert: convert::Scratch,
 }
 
 /// One plane group of one row-tile, as converted.
 struct PlaneGroup<'g> {
     t: usize,
+    /// The draw number of this group's first conversion within its input vector.
+    counter: u64,
     rows_here: usize,
     g: &'g input::Group,
     conv: Converter,
@@ -64,14 +67,15 @@ impl Job<'_, '_> {
             idx: vec![0u32; outputs],
             acc: vec![0i64; outputs],
             real_sums: vec![0f64; outputs],
-            scratch: adc::Scratch::default(),
+            convert: convert::Scratch::default(),
         };
         for (r, out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
             let row = first + r;
-            let mut rng = noise::stream(self.seed, row as u64);
+            let key = noise::row_key(self.seed, row as u64);
+            let mut rng = noise::stream(key);
             let out_row = out_row.into_slice().expect("standard layout");
             for t in 0..self.w.row_tiles() {
-                self.row_tile(row, t, out_row, &mut rng, tables, &mut buf, &mut ev, &mut stats)?;
+                self.row_tile(row, t, out_row, key, &mut rng, tables, &mut buf, &mut ev, &mut stats)?;
             }
         }
         Ok((ev, stats))
@@ -84,6 +88,7 @@ impl Job<'_, '_> {
         row: usize,
         t: usize,
         out_row: &mut [f64],
+        key: u64,
         rng: &mut Xoshiro256PlusPlus,
         tables: &mut TableCache,
         buf: &mut Buffers,
@@ -98,7 +103,8 @@ impl Job<'_, '_> {
             NoiseScaling::PhysicalRows => full_rows,
             NoiseScaling::DrivenRows => rows_here as f64,
         };
-        for g in &self.sched.groups {
+        let n_groups = self.sched.groups.len();
+        for (gi, g) in self.sched.groups.iter().enumerate() {
             let driven: u64 = g
                 .terms
                 .iter()
@@ -125,9 +131,11 @@ impl Job<'_, '_> {
                 g.level_max,
                 self.gain_of[g.plane],
             );
-            let pg = PlaneGroup { t, rows_here, g, conv };
+            // Every conversion of this input vector has its own draw number.
+            let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs) as u64;
+            let pg = PlaneGroup { t, counter, rows_here, g, conv };
             if self.exact {
-                self.exact_group(&pg, out_row, rng, tables, buf, stats);
+                self.exact_group(&pg, out_row, key, tables, buf, stats);
             } else {
                 self.sampled_group(&pg, out_row, rng, buf, stats);
             }
@@ -142,14 +150,14 @@ impl Job<'_, '_> {
         &self,
         pg: &PlaneGroup<'_>,
         out_row: &mut [f64],
-        rng: &mut Xoshiro256PlusPlus,
+        key: u64,
         tables: &mut TableCache,
         buf: &mut Buffers,
         stats: &mut PlaneStats,
     ) {
         let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
-        let key = [
+        let table_key = [
             conv.lsb.to_bits(),
             conv.sigma_counts.to_bits(),
             conv.cmin as u64,
@@ -157,7 +165,7 @@ impl Job<'_, '_> {
         ];
         let vmax = (pg.rows_here as f64 * g.level_max) as i64;
         let vmin = if g.signed_sum { -vmax } else { 0 };
-        let table = tables.get(key, || CodeTable::new(conv, vmin, vmax));
+        let table = tables.get(table_key, || CodeTable::new(conv, vmin, vmax));
         let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
@@ -179,8 +187,19 @@ impl Job<'_, '_> {
                     *i = table.index(s);
                 }
             }
-            table.convert_block(&buf.idx, w.bit_weight_int(m as u32), &mut buf.acc, rng, &mut buf.scratch);
-            stats.record_indices(g.plane, &buf.idx, vmin);
+            let weight = w.bit_weight_int(m as u32);
+            let counter = pg.counter + (m * outputs) as u64;
+            let moments = convert::convert_block(
+                self.path,
+                table,
+                &buf.idx,
+                weight,
+                &mut buf.acc,
+                key,
+                counter,
+                &mut buf.convert,
+            );
+            stats.record_moments(g.plane, &moments, vmin);
         }
         let plane_scale = g.weight * conv.lsb;
         for (o, &a) in out_row.iter_mut().zip(&buf.acc) {
