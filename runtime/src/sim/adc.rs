@@ -72,55 +72,65 @@ fn phi(x: f64) -> f64 {
     0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
 }
 
-/// The packed row of a sum whose codes are not yet built, or whose alias table lies beyond what
-/// the packed form addresses: the kernels leave it to [`CodeTable::code`].
-pub(crate) const SLOW: u64 = u64::MAX;
+/// The most buckets one table may hold (rows times buckets per row): 512 MiB of words, and
+/// only the rows in use are ever touched. A converter whose table would be larger (very wide
+/// noise on a high-resolution ADC), or whose codes do not fit 16 bits, is sampled directly
+/// instead ([`Converter::sample_direct`]).
+const MAX_BUCKETS: u64 = 1 << 26;
 
-/// The largest alias-table offset the packed row holds (27 bits).
-const PACKED_OFF_MAX: u32 = (1 << 27) - 1;
-
-/// How the code of one integer column sum is drawn: `2^bits` alias buckets from `off`, codes
-/// counted from `base`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Row {
-    base: i32,
-    off: u32,
-    bits: u8,
-    built: bool,
-}
+/// The low 16 bits of a bucket: the code it keeps, biased so that 0 means "not built".
+const FIELD: u64 = 0xffff;
 
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
 ///
-/// Each sum's distribution is a Walker alias table of `2^bits` buckets (padded with empty
-/// codes to a power of two, so the bucket is the top bits of the draw): a draw `r` picks bucket
-/// `k = r >> (64 − bits)` and keeps it when the low 32 bits of `r` are below the bucket's
-/// threshold, else takes the bucket's alias. Every code then has exactly its 32-bit probability:
-/// one uniform 64-bit draw per conversion, no branch on the outcome, two dependent loads.
+/// Each sum's distribution is a Walker alias table of `2^bits` buckets, the same `bits` for
+/// every sum of the table (enough for the widest: the codes within ±7σ), so sum `i`'s bucket
+/// `k` sits at `i << bits | k`. A uniform 32-bit draw `r` picks bucket `k = r >> (32 − bits)`
+/// and keeps its code when the remaining low bits are below its threshold, else takes its
+/// alias code. Bucket capacity is `2^(32 − bits)` units of `2⁻³²`, so every code has exactly
+/// its 32-bit probability: one 32-bit draw and one load per conversion, no branch on the
+/// outcome.
+///
+/// A bucket is one word: the threshold in the high 32 bits, the alias code and the kept code
+/// in the two low 16-bit fields, each stored as `code − cmin + 1` (so a zero word is a bucket
+/// not built yet).
 #[derive(Debug, Clone)]
 pub(crate) struct CodeTable {
     conv: Converter,
     vmin: i64,
-    rows: Vec<Row>,
-    /// Per sum, what the kernels read: the base code in the low 32 bits, `off << 5 | bits` in the
-    /// high 32; [`SLOW`] until built.
-    packed: Vec<u64>,
-    /// Alias buckets, one word each: the threshold in the high 32 bits, the alias (a bucket
-    /// number) in the low 32. A full bucket has threshold `u32::MAX` and is its own alias.
-    alias: Vec<u64>,
+    /// log2 of the buckets per sum.
+    bits: u32,
+    buckets: Vec<u64>,
 }
 
 impl CodeTable {
-    pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
-        let n = (vmax - vmin + 1).max(1) as usize;
-        CodeTable { conv, vmin, rows: vec![Row::default(); n], packed: vec![SLOW; n], alias: Vec::new() }
+    /// Whether the table of `conv` for sums `vmin..=vmax` is small enough to build and its
+    /// codes fit the 16-bit fields.
+    pub fn fits(conv: &Converter, vmin: i64, vmax: i64) -> bool {
+        conv.cmax - conv.cmin + 1 < FIELD as i64
+            && ((vmax - vmin + 1).max(1) as u64) << Self::bits_for(conv) <= MAX_BUCKETS
     }
 
-    /// Heap bytes this table holds (it grows as rows are built).
+    /// The table of `conv` for sums `vmin..=vmax` (rows built when first used); it must
+    /// [`fit`](CodeTable::fits).
+    pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
+        assert!(Self::fits(&conv, vmin, vmax), "code table too large");
+        let n = (vmax - vmin + 1).max(1) as usize;
+        let bits = Self::bits_for(&conv);
+        CodeTable { conv, vmin, bits, buckets: vec![0; n << bits] }
+    }
+
+    /// Buckets (log2) for the widest code distribution of `conv`: the codes within ±7σ of a
+    /// sum, at most every code of the ADC.
+    fn bits_for(conv: &Converter) -> u32 {
+        let s = conv.sigma_counts / conv.lsb;
+        let codes = if s == 0.0 { 1 } else { ((14.0 * s).ceil() as u64 + 3).min((conv.cmax - conv.cmin + 1) as u64) };
+        codes.next_power_of_two().trailing_zeros()
+    }
+
+    /// Heap bytes this table holds.
     pub fn bytes(&self) -> usize {
-        use std::mem::size_of;
-        self.rows.capacity() * size_of::<Row>()
-            + self.packed.capacity() * size_of::<u64>()
-            + self.alias.capacity() * size_of::<u64>()
+        self.buckets.capacity() * std::mem::size_of::<u64>()
     }
 
     /// The table index of integer sum `v`.
@@ -129,19 +139,19 @@ impl CodeTable {
         (v - self.vmin) as u32
     }
 
-    /// The packed rows and alias buckets, as the conversion kernels read them.
+    /// What the conversion kernels read: buckets per sum (log2), `cmin − 1` (to unbias the
+    /// code fields) and the buckets.
     #[inline]
-    pub fn packed(&self) -> (&[u64], &[u64]) {
-        (&self.packed, &self.alias)
+    pub fn parts(&self) -> (u32, i64, &[u64]) {
+        (self.bits, self.conv.cmin - 1, &self.buckets)
     }
 
-    /// The code of sum index `i` for the uniform 64-bit draw `r`, building the row if needed.
-    pub fn code(&mut self, i: usize, r: u64) -> i64 {
-        if !self.rows[i].built {
+    /// The code of sum index `i` for the uniform 32-bit draw `r`, building the row if needed.
+    pub fn code(&mut self, i: usize, r: u32) -> i64 {
+        if self.buckets[i << self.bits] & FIELD == 0 {
             self.build(i);
         }
-        let row = self.rows[i];
-        code_from(row.base, row.off, u32::from(row.bits), &self.alias, r)
+        code_from(self.bits, self.conv.cmin - 1, &self.buckets, i, r)
     }
 
     #[cold]
@@ -167,56 +177,69 @@ impl CodeTable {
             }
             (lo + first as i64, cum)
         };
-        let bits = (cum.len() + 1).next_power_of_two().trailing_zeros();
-        let off = self.alias.len() as u32;
-        self.build_alias(&cum, 1 << bits);
-        self.rows[i] = Row { base: base as i32, off, bits: bits as u8, built: true };
-        if off <= PACKED_OFF_MAX {
-            self.packed[i] = (u64::from(off << 5 | bits) << 32) | u64::from(base as i32 as u32);
+        let n = 1usize << self.bits;
+        debug_assert!(cum.len() < n, "a sum has more codes than its table has buckets");
+        let (thr, to) = alias_row(&cum, self.bits);
+        // Codes beyond the row's own are empty buckets: their alias is some real code, so
+        // clamping the kept code of an empty bucket never changes a draw.
+        let field = |k: u32| ((base + i64::from(k)).min(c.cmax) - c.cmin + 1) as u64;
+        for (k, b) in self.buckets[i * n..(i + 1) * n].iter_mut().enumerate() {
+            *b = thr[k] << 32 | field(to[k]) << 16 | field(k as u32);
         }
-    }
-
-    /// Appends the Walker alias table of `buckets` buckets for the codes given by thresholds
-    /// `cum` (codes beyond `cum.len()` have probability 0). Vose's construction in integers:
-    /// bucket capacity 2³², weights scaled by the bucket count, so the table reproduces the
-    /// 32-bit probabilities exactly.
-    fn build_alias(&mut self, cum: &[u32], buckets: usize) {
-        let cap = 1u64 << 32;
-        let width = |k: usize| -> u64 {
-            if k > cum.len() {
-                return 0;
-            }
-            let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
-            let b = if k == cum.len() { cap } else { cum[k] as u64 };
-            b - a
-        };
-        let mut scaled: Vec<u64> = (0..buckets).map(|k| width(k) * buckets as u64).collect();
-        let mut prob = vec![cap; buckets];
-        let mut to: Vec<u32> = (0..buckets as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..buckets).partition(|&k| scaled[k] < cap);
-        while let (Some(l), Some(&g)) = (small.pop(), large.last()) {
-            prob[l] = scaled[l];
-            to[l] = g as u32;
-            scaled[g] -= cap - scaled[l];
-            if scaled[g] < cap {
-                large.pop();
-                small.push(g);
-            }
-        }
-        // A full bucket (prob = 2³²) keeps `to[k] = k`: the threshold u32::MAX then rejects
-        // only the low half u32::MAX, which lands on k itself. Same codes, one word per bucket.
-        self.alias.extend(prob.iter().zip(&to).map(|(&p, &t)| (p.min(u32::MAX as u64) << 32) | t as u64));
     }
 }
 
-/// The code a draw `r` gives through the alias table of `2^bits` buckets at `off` (the
-/// arithmetic every conversion kernel reproduces exactly).
+/// The Walker alias table of `2^bits` buckets for the codes given by thresholds `cum` (code
+/// `k` has probability `(cum[k] − cum[k−1]) / 2³²`; codes beyond `cum.len()` have none):
+/// per bucket its threshold and alias. Vose's construction in integers with bucket capacity
+/// `2^(32 − bits)`: the table reproduces the 32-bit probabilities exactly. A full bucket
+/// (threshold = capacity) gets capacity − 1 and itself as alias: the one low value it then
+/// rejects lands on the same code.
+fn alias_row(cum: &[u32], bits: u32) -> (Vec<u64>, Vec<u32>) {
+    let n = 1usize << bits;
+    let cap = 1u64 << (32 - bits);
+    let width = |k: usize| -> u64 {
+        if k > cum.len() {
+            return 0;
+        }
+        let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
+        let b = if k == cum.len() { 1 << 32 } else { cum[k] as u64 };
+        b - a
+    };
+    let mut scaled: Vec<u64> = (0..n).map(width).collect();
+    let mut thr = vec![cap; n];
+    let mut to: Vec<u32> = (0..n as u32).collect();
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&k| scaled[k] < cap);
+    while let (Some(l), Some(&g)) = (small.pop(), large.last()) {
+        thr[l] = scaled[l];
+        to[l] = g as u32;
+        scaled[g] -= cap - scaled[l];
+        if scaled[g] < cap {
+            large.pop();
+            small.push(g);
+        }
+    }
+    for t in &mut thr {
+        *t = (*t).min(cap - 1);
+    }
+    (thr, to)
+}
+
+/// The code a draw `r` gives for sum index `i` of a table with `2^bits` buckets per sum and
+/// code bias `unbias = cmin − 1` (the arithmetic every conversion kernel reproduces exactly).
 #[inline(always)]
-pub(crate) fn code_from(base: i32, off: u32, bits: u32, alias: &[u64], r: u64) -> i64 {
-    let k = r.checked_shr(64 - bits).unwrap_or(0);
-    let bucket = alias[off as usize + k as usize];
-    let pick = if (r & 0xffff_ffff) < bucket >> 32 { k } else { bucket & 0xffff_ffff };
-    base as i64 + pick as i64
+pub(crate) fn code_from(bits: u32, unbias: i64, buckets: &[u64], i: usize, r: u32) -> i64 {
+    let k = r.checked_shr(32 - bits).unwrap_or(0);
+    let bucket = buckets[(i << bits) | k as usize];
+    let low = u64::from(r & (u32::MAX >> bits));
+    let field = if low < bucket >> 32 { bucket & FIELD } else { bucket >> 16 & FIELD };
+    field as i64 + unbias
+}
+
+/// Whether a bucket word is built.
+#[inline(always)]
+pub(crate) fn built(bucket: u64) -> bool {
+    bucket & FIELD != 0
 }
 
 #[cfg(test)]

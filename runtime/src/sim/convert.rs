@@ -1,14 +1,15 @@
 //! The conversion kernel: a block of integer column sums (as code-table indices) to ADC codes,
-//! `acc[j] += weight · code_j`, every conversion with its own counter-based draw
-//! (`noise::draw(key, counter + j)`) through its sum's alias table; with the moments of the
+//! `acc[j] += weight · code_j`, every conversion with its own counter-based 32-bit draw
+//! (`noise::draw32(key, counter + j)`) through its sum's alias table; with the moments of the
 //! sums for the ADC range policies.
 //!
-//! One algorithm, written twice: for AVX-512 (eight conversions per step: the draws as eight
-//! SplitMix64 lanes, two gathers, no branch on any outcome) and in portable Rust. Both are
-//! integer arithmetic on the same tables, so every path gives the same codes, bit for bit.
-//! Sums whose row is not built yet are left to the table ([`CodeTable::code`]) after the pass.
+//! One algorithm, written twice: for AVX-512 (sixteen conversions per step: the draws as eight
+//! SplitMix64 lanes split in halves, one bucket gathered per conversion, no branch on any
+//! outcome) and in portable Rust. Both are integer arithmetic on the same tables, so every path gives the same
+//! codes, bit for bit. Sums whose row is not built yet are left to the table
+//! ([`CodeTable::code`]) after the pass.
 
-use super::adc::{self, CodeTable, SLOW};
+use super::adc::{self, CodeTable};
 use super::kernel::KernelPath;
 use super::noise;
 
@@ -57,12 +58,12 @@ pub(crate) fn avx512_usable(path: KernelPath) -> bool {
 pub(crate) struct Scratch {
     /// Conversions left to the table (rows not built yet).
     slow: Vec<u32>,
-    /// Per eight conversions, the lanes the vector pass left.
-    misses: Vec<u8>,
+    /// Per sixteen conversions, the lanes the vector pass left.
+    misses: Vec<u16>,
 }
 
 /// Converts sums `idx` (indices into `table`) and adds `weight · code` to `acc[j]`; conversion
-/// `j` draws `noise::draw(key, counter + j)`. Returns the moments of `idx`.
+/// `j` draws `noise::draw32(key, counter + j)` (`counter` even). Returns the moments of `idx`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert_block(
     path: KernelPath,
@@ -75,24 +76,25 @@ pub(crate) fn convert_block(
     scratch: &mut Scratch,
 ) -> Moments {
     assert_eq!(idx.len(), acc.len(), "one accumulator per conversion");
+    assert!(counter.is_multiple_of(2), "blocks start on a whole 64-bit draw");
     let Scratch { slow, misses } = scratch;
     slow.clear();
-    let (packed, alias) = table.packed();
+    let parts = table.parts();
     let moments = if avx512_usable(path) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `avx512_usable` checked AVX-512F and DQ on this CPU.
         unsafe {
-            avx512::fast_pass(packed, alias, idx, weight, acc, key, counter, slow, misses)
+            avx512::fast_pass(parts, idx, weight, acc, key, counter, slow, misses)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AVX-512 only on x86_64")
     } else {
         let mut m = Moments::default();
-        fast_tail(packed, alias, idx, weight, acc, key, counter, 0, slow, &mut m);
+        fast_tail(parts, idx, weight, acc, key, counter, 0, slow, &mut m);
         m
     };
     for &j in slow.iter() {
-        let r = noise::draw(key, counter.wrapping_add(u64::from(j)));
+        let r = noise::draw32(key, counter.wrapping_add(u64::from(j)));
         acc[j as usize] += weight * table.code(idx[j as usize] as usize, r);
     }
     moments
@@ -102,8 +104,7 @@ pub(crate) fn convert_block(
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fast_tail(
-    packed: &[u64],
-    alias: &[u64],
+    (bits, unbias, buckets): (u32, i64, &[u64]),
     idx: &[u32],
     weight: i64,
     acc: &mut [i64],
@@ -116,14 +117,13 @@ fn fast_tail(
     for j in from..idx.len() {
         let i = idx[j];
         m.add(i);
-        let rec = packed.get(i as usize).copied().unwrap_or(SLOW);
-        if rec == SLOW {
+        let r = noise::draw32(key, counter.wrapping_add(j as u64));
+        let k = r.checked_shr(32 - bits).unwrap_or(0) as usize;
+        if !buckets.get(((i as usize) << bits) | k).is_some_and(|&b| adc::built(b)) {
             slow.push(j as u32);
             continue;
         }
-        let r = noise::draw(key, counter.wrapping_add(j as u64));
-        let hi = (rec >> 32) as u32;
-        acc[j] += weight * adc::code_from(rec as u32 as i32, hi >> 5, hi & 31, alias, r);
+        acc[j] += weight * adc::code_from(bits, unbias, buckets, i as usize, r);
     }
 }
 
@@ -132,81 +132,102 @@ mod avx512 {
     use super::{Moments, fast_tail, noise};
     use std::arch::x86_64::*;
 
-    /// [`fast_tail`] eight conversions at a time.
+    /// [`fast_tail`] sixteen conversions at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn fast_pass(
-        packed: &[u64],
-        alias: &[u64],
+        parts: (u32, i64, &[u64]),
         idx: &[u32],
         weight: i64,
         acc: &mut [i64],
         key: u64,
         counter: u64,
         slow: &mut Vec<u32>,
-        misses: &mut Vec<u8>,
+        misses: &mut Vec<u16>,
     ) -> Moments {
+        let (bits, unbias, buckets) = parts;
         let n = idx.len();
-        let full = n / 8 * 8;
+        let full = n / 16 * 16;
         misses.clear();
-        misses.resize(full / 8, 0);
+        misses.resize(full / 16, 0);
         let zero = _mm512_setzero_si512();
-        let ones = _mm512_set1_epi64(-1);
-        let lo32 = _mm512_set1_epi64(0xffff_ffff);
-        let rows = _mm512_set1_epi64(packed.len() as i64);
+        let rows = _mm512_set1_epi32((buckets.len() >> bits) as i32);
+        let low_mask = _mm512_set1_epi64(i64::from(u32::MAX >> bits));
+        let field = _mm512_set1_epi64(0xffff);
+        let unbias = _mm512_set1_epi64(unbias);
+        let shift_bits = _mm_cvtsi32_si128(bits as i32);
+        let shift_k = _mm_cvtsi32_si128(32 - bits as i32);
         let (m1, m2) = (_mm512_set1_epi64(noise::MIX1 as i64), _mm512_set1_epi64(noise::MIX2 as i64));
         let step = _mm512_set1_epi64(8u64.wrapping_mul(noise::GAMMA) as i64);
         let wv = _mm512_set1_epi64(weight);
-        // Lane l holds the state `key + (counter + l + 1)·γ` that `noise::draw` finalizes.
-        let lanes: [u64; 8] =
-            std::array::from_fn(|l| key.wrapping_add(counter.wrapping_add(l as u64 + 1).wrapping_mul(noise::GAMMA)));
-        // SAFETY (all loads, stores and gathers below): `j + 8 <= full <= n` for `idx` and
-        // `acc` (same length, checked by the caller); rows are gathered only for indices
-        // below `packed.len()`, buckets only for built rows, whose buckets all exist.
+        // Lane l holds the state `key + (counter/2 + l + 1)·γ` that `noise::mix` finalizes: its
+        // low and high halves are draws `counter + 2l` and `counter + 2l + 1`.
+        let lanes: [u64; 8] = std::array::from_fn(|l| {
+            key.wrapping_add((counter / 2).wrapping_add(l as u64 + 1).wrapping_mul(noise::GAMMA))
+        });
+        // Eight conversions (one half of a step): the gathered buckets, their draws, the code
+        // (kept or alias) into the accumulators of built lanes; returns the built lanes.
+        let half = |bucket: __m512i, r: __m256i, a_ptr: *mut i64| -> u8 {
+            let built = _mm512_test_epi64_mask(bucket, field);
+            let low = _mm512_and_si512(_mm512_cvtepu32_epi64(r), low_mask);
+            let keep = _mm512_cmplt_epu64_mask(low, _mm512_srli_epi64::<32>(bucket));
+            let kept = _mm512_and_si512(bucket, field);
+            let alias = _mm512_and_si512(_mm512_srli_epi64::<16>(bucket), field);
+            let code = _mm512_add_epi64(_mm512_mask_blend_epi64(keep, alias, kept), unbias);
+            // SAFETY: the caller passes eight accumulators at `a_ptr`.
+            unsafe {
+                let a = _mm512_loadu_si512(a_ptr.cast());
+                _mm512_storeu_si512(a_ptr.cast(), _mm512_mask_add_epi64(a, built, a, _mm512_mullo_epi64(code, wv)));
+            }
+            built
+        };
+        // SAFETY (all loads, stores and gathers below): `j + 16 <= full <= n` for `idx` and
+        // `acc` (same length, checked by the caller); buckets are gathered only for indices
+        // below the table's rows (`i << bits | k` below `buckets.len()`); `misses` has
+        // `full / 16` entries.
         let mut z = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
-        let (mut sum, mut sq, mut lo, mut hi) = (zero, zero, ones, zero);
+        let (mut sum, mut sq) = (zero, zero);
+        let (mut lo, mut hi) = (_mm512_set1_epi32(-1), zero);
         let mut j = 0;
         while j < full {
-            let iv = _mm512_cvtepu32_epi64(unsafe { _mm256_loadu_si256(idx.as_ptr().add(j).cast()) });
-            sum = _mm512_add_epi64(sum, iv);
-            sq = _mm512_add_epi64(sq, _mm512_mul_epu32(iv, iv));
-            lo = _mm512_min_epu64(lo, iv);
-            hi = _mm512_max_epu64(hi, iv);
-            let inside = _mm512_cmplt_epu64_mask(iv, rows);
-            let rec = unsafe { _mm512_mask_i64gather_epi64::<8>(ones, inside, iv, packed.as_ptr().cast()) };
-            let fast = _mm512_mask_cmpneq_epi64_mask(inside, rec, ones);
-            // The draws: SplitMix64's finalizer on eight counters.
+            let iv = unsafe { _mm512_loadu_si512(idx.as_ptr().add(j).cast()) };
+            let (iv_lo, iv_hi) = (
+                _mm512_cvtepu32_epi64(_mm512_castsi512_si256(iv)),
+                _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(iv)),
+            );
+            sum = _mm512_add_epi64(sum, _mm512_add_epi64(iv_lo, iv_hi));
+            sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epu32(iv_lo, iv_lo), _mm512_mul_epu32(iv_hi, iv_hi)));
+            lo = _mm512_min_epu32(lo, iv);
+            hi = _mm512_max_epu32(hi, iv);
+            let inside = _mm512_cmplt_epu32_mask(iv, rows);
+            // Sixteen draws: SplitMix64's finalizer on eight counters, split in halves.
             let mut r = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
             r = _mm512_mullo_epi64(r, m1);
             r = _mm512_xor_si512(r, _mm512_srli_epi64::<27>(r));
             r = _mm512_mullo_epi64(r, m2);
             r = _mm512_xor_si512(r, _mm512_srli_epi64::<31>(r));
             z = _mm512_add_epi64(z, step);
-            // Row: base code (low half), `off << 5 | bits` (high half).
-            let head = _mm512_srli_epi64::<32>(rec);
-            let bits = _mm512_and_si512(head, _mm512_set1_epi64(31));
-            let off = _mm512_srli_epi64::<5>(head);
-            let k = _mm512_srlv_epi64(r, _mm512_sub_epi64(_mm512_set1_epi64(64), bits));
-            let at = _mm512_add_epi64(off, k);
-            let bucket = unsafe { _mm512_mask_i64gather_epi64::<8>(zero, fast, at, alias.as_ptr().cast()) };
-            let keep = _mm512_cmplt_epu64_mask(_mm512_and_si512(r, lo32), _mm512_srli_epi64::<32>(bucket));
-            let pick = _mm512_mask_blend_epi64(keep, _mm512_and_si512(bucket, lo32), k);
-            let base = _mm512_srai_epi64::<32>(_mm512_slli_epi64::<32>(rec));
-            let code = _mm512_add_epi64(base, pick);
+            let k = _mm512_srl_epi32(r, shift_k);
+            let at = _mm512_or_si512(_mm512_sll_epi32(iv, shift_bits), k);
+            let (at_lo, at_hi) = (_mm512_castsi512_si256(at), _mm512_extracti64x4_epi64::<1>(at));
+            let (r_lo, r_hi) = (_mm512_castsi512_si256(r), _mm512_extracti64x4_epi64::<1>(r));
+            let (b_lo, b_hi) = unsafe {
+                (
+                    _mm512_mask_i32gather_epi64::<8>(zero, inside as u8, at_lo, buckets.as_ptr().cast()),
+                    _mm512_mask_i32gather_epi64::<8>(zero, (inside >> 8) as u8, at_hi, buckets.as_ptr().cast()),
+                )
+            };
             let a_ptr = unsafe { acc.as_mut_ptr().add(j) };
-            let a = unsafe { _mm512_loadu_si512(a_ptr.cast()) };
-            let a = _mm512_mask_add_epi64(a, fast, a, _mm512_mullo_epi64(code, wv));
-            unsafe { _mm512_storeu_si512(a_ptr.cast(), a) };
+            let built = u16::from(half(b_lo, r_lo, a_ptr)) | u16::from(half(b_hi, r_hi, unsafe { a_ptr.add(8) })) << 8;
             // Which lanes the table must finish, listed after the loop: no call in the loop,
             // so the vectors stay in registers.
-            // SAFETY: `j / 8 < full / 8 = misses.len()`.
-            unsafe { *misses.as_mut_ptr().add(j / 8) = !fast };
-            j += 8;
+            unsafe { *misses.as_mut_ptr().add(j / 16) = !built };
+            j += 16;
         }
         for (c, &miss) in misses.iter().enumerate() {
             let mut rest = miss;
             while rest != 0 {
-                slow.push((c * 8 + rest.trailing_zeros() as usize) as u32);
+                slow.push((c * 16 + rest.trailing_zeros() as usize) as u32);
                 rest &= rest - 1;
             }
         }
@@ -216,11 +237,11 @@ mod avx512 {
                 count: full as u64,
                 sum: _mm512_reduce_add_epi64(sum) as u64,
                 sum_sq: _mm512_reduce_add_epi64(sq) as u64,
-                lo: _mm512_reduce_min_epu64(lo) as u32,
-                hi: _mm512_reduce_max_epu64(hi) as u32,
+                lo: _mm512_reduce_min_epu32(lo),
+                hi: _mm512_reduce_max_epu32(hi),
             };
         }
-        fast_tail(packed, alias, idx, weight, acc, key, counter, full, slow, &mut m);
+        fast_tail(parts, idx, weight, acc, key, counter, full, slow, &mut m);
         m
     }
 }
@@ -236,7 +257,7 @@ mod tests {
     fn reference(table: &mut CodeTable, idx: &[u32], weight: i64, key: u64, counter: u64) -> Vec<i64> {
         idx.iter()
             .enumerate()
-            .map(|(j, &i)| weight * table.code(i as usize, noise::draw(key, counter + j as u64)))
+            .map(|(j, &i)| weight * table.code(i as usize, noise::draw32(key, counter + j as u64)))
             .collect()
     }
 
@@ -269,6 +290,39 @@ mod tests {
                 let mut want = Moments::default();
                 idx.iter().for_each(|&i| want.add(i));
                 assert_eq!(m, want, "{path:?}");
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod speed_probe {
+    use super::*;
+    use crate::config::AdcZero;
+    use crate::sim::adc::Converter;
+    use crate::sim::kernel;
+    #[test]
+    #[ignore]
+    fn probe() {
+        for (sigma, gain) in [(0.05, 2.0), (0.05, 16.0), (0.0, 1.0)] {
+            let conv = Converter::new(8, AdcZero::Unsigned, sigma, 1152.0, 1152.0, 1.0, gain);
+            let mut table = CodeTable::new(conv, 0, 64);
+            let mut s = 0x9abcu64;
+            let idx: Vec<u32> = (0..784)
+                .map(|_| {
+                    s = noise::mix(s);
+                    (s % 40) as u32
+                })
+                .collect();
+            let mut acc = vec![0i64; 784];
+            let mut scratch = Scratch::default();
+            for path in [KernelPath::Portable, kernel::detect()] {
+                let t = std::time::Instant::now();
+                let reps = 20000;
+                for r in 0..reps {
+                    convert_block(path, &mut table, &idx, 1, &mut acc, 77, r * 1000, &mut scratch);
+                }
+                let ns = t.elapsed().as_secs_f64() * 1e9 / (reps as f64 * 784.0);
+                println!("sigma {sigma} gain {gain} {path:?}: {ns:.3} ns/conversion");
             }
         }
     }

@@ -36,12 +36,13 @@ pub(crate) fn stream(key: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(key)
 }
 
-/// Uniform draw number `counter` of the stream keyed `key`: the SplitMix64 output at that
-/// position, `mix(key + counter·γ)`. Counter-based, so any conversion's draw is computed on its
-/// own, in any order and many at once (the conversion kernels vectorize exactly this).
+/// Uniform 32-bit draw number `counter` of the stream keyed `key`: half of the SplitMix64
+/// output at position `counter / 2`, `mix(key + ⌊counter/2⌋·γ)` (the low half for even
+/// counters). Counter-based, so any conversion's draw is computed on its own, in any order and
+/// many at once (the conversion kernels vectorize exactly this).
 #[inline(always)]
-pub(crate) fn draw(key: u64, counter: u64) -> u64 {
-    mix(key.wrapping_add(counter.wrapping_mul(GAMMA)))
+pub(crate) fn draw32(key: u64, counter: u64) -> u32 {
+    (mix(key.wrapping_add((counter >> 1).wrapping_mul(GAMMA))) >> (32 * (counter & 1))) as u32
 }
 
 /// A standard normal value fixed by `(chip_seed, domain, index)`: static mismatch of one chip.

@@ -44,6 +44,8 @@ struct PlaneGroup<'g> {
     /// The draw number of this group's first conversion within its input vector.
     counter: u64,
     rows_here: usize,
+    vmin: i64,
+    vmax: i64,
     g: &'g input::Group,
     conv: Converter,
 }
@@ -131,10 +133,16 @@ impl Job<'_, '_> {
                 g.level_max,
                 self.gain_of[g.plane],
             );
-            // Every conversion of this input vector has its own draw number.
-            let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs) as u64;
-            let pg = PlaneGroup { t, counter, rows_here, g, conv };
-            if self.exact {
+            // Every conversion of this input vector has its own draw number; each weight
+            // bit's block starts on an even one (a whole 64-bit draw).
+            let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs.next_multiple_of(2)) as u64;
+            // The integer column sums this group can produce.
+            let vmax = (rows_here as f64 * g.level_max) as i64;
+            let vmin = if g.signed_sum { -vmax } else { 0 };
+            let pg = PlaneGroup { t, counter, rows_here, vmin, vmax, g, conv };
+            // Exact tables for integer sums, unless one would be too large (very wide noise
+            // on a high-resolution ADC): then each conversion is sampled directly.
+            if self.exact && CodeTable::fits(&conv, vmin, vmax) {
                 self.exact_group(&pg, out_row, key, tables, buf, stats);
             } else {
                 self.sampled_group(&pg, out_row, rng, buf, stats);
@@ -163,8 +171,7 @@ impl Job<'_, '_> {
             conv.cmin as u64,
             (pg.rows_here as u64) << 32 | u64::from(g.signed_sum),
         ];
-        let vmax = (pg.rows_here as f64 * g.level_max) as i64;
-        let vmin = if g.signed_sum { -vmax } else { 0 };
+        let (vmin, vmax) = (pg.vmin, pg.vmax);
         let table = tables.get(table_key, || CodeTable::new(conv, vmin, vmax));
         let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
@@ -188,7 +195,7 @@ impl Job<'_, '_> {
                 }
             }
             let weight = w.bit_weight_int(m as u32);
-            let counter = pg.counter + (m * outputs) as u64;
+            let counter = pg.counter + (m * outputs.next_multiple_of(2)) as u64;
             let moments = convert::convert_block(
                 self.path,
                 table,
