@@ -6,7 +6,7 @@
 //! grow with the number of steps.
 
 use super::adc::CodeTable;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// What identifies a code table.
 pub(crate) type TableKey = [u64; 4];
@@ -27,7 +27,8 @@ struct Entry {
 /// Code tables by key, least recently used evicted first when over the byte budget.
 #[derive(Debug)]
 pub(crate) struct TableCache {
-    map: HashMap<TableKey, Entry>,
+    /// Keyed by exact bit patterns: a fast non-cryptographic hash is enough.
+    map: FxHashMap<TableKey, Entry>,
     clock: u64,
     budget: usize,
 }
@@ -40,7 +41,7 @@ impl Default for TableCache {
 
 impl TableCache {
     pub fn with_budget(budget: usize) -> TableCache {
-        TableCache { map: HashMap::new(), clock: 0, budget }
+        TableCache { map: FxHashMap::default(), clock: 0, budget }
     }
 
     /// The table of `key`, built by `make` when absent. Before a new table is added, tables

@@ -195,7 +195,7 @@ impl Schedule {
                 let limit = 1u64 << bits;
                 // Per word of 64 rows: magnitudes split by sign and checked, then each bit plane
                 // transposed into one word.
-                let (mut pos, mut neg) = (Transpose::default(), Transpose::default());
+                let (mut pos, mut neg) = (Transpose::new(bits), Transpose::new(bits));
                 for w0 in (0..len).step_by(64) {
                     let n = (len - w0).min(64);
                     for i in 0..n {

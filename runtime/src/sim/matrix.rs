@@ -83,7 +83,7 @@ pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed,
     let bits = m.bits as usize;
     let mut planes = vec![0u64; tiles * bits * words * outputs];
     let mask = (1u32 << bits) - 1;
-    let mut vals = Transpose::default();
+    let mut vals = Transpose::new(m.bits);
     for (j, row) in m.codes.outer_iter().enumerate() {
         // One 64-row word of every bit plane at a time: the codes checked and masked to their
         // two's complement bits, then each plane transposed into a word.

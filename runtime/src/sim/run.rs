@@ -208,10 +208,7 @@ impl Job<'_, '_> {
             );
             stats.record_moments(g.plane, &moments, vmin);
         }
-        let plane_scale = g.weight * conv.lsb;
-        for (o, &a) in out_row.iter_mut().zip(&buf.acc) {
-            *o += plane_scale * a as f64;
-        }
+        add_scaled(out_row, &buf.acc, g.weight * conv.lsb);
     }
 
     /// A plane group with non-integer levels or gain mismatch: each conversion sampled directly.
@@ -249,5 +246,17 @@ impl Job<'_, '_> {
                 *o += scale * conv.sample_direct(v, rng) as f64;
             }
         }
+    }
+}
+
+/// `out[j] += scale · acc[j]`. The accumulators are far below 2⁵¹ (16-bit codes times the
+/// weight bits), where `a as f64` equals the magic-number conversion below: exact, and it
+/// vectorizes on any x86-64 (a packed i64 → f64 conversion needs AVX-512DQ).
+fn add_scaled(out: &mut [f64], acc: &[i64], scale: f64) {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 2⁵² + 2⁵¹
+    for (o, &a) in out.iter_mut().zip(acc) {
+        debug_assert!(a.unsigned_abs() < 1 << 51);
+        let exact = f64::from_bits(a.wrapping_add(MAGIC.to_bits() as i64) as u64) - MAGIC;
+        *o += scale * exact;
     }
 }
