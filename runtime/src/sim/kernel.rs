@@ -1,6 +1,7 @@
-//! The popcount kernel: `acc[j] += popcount(mask[w] & planes[w][j])` over words `w` and outputs
-//! `j`, with one source compiled for AVX-512 VPOPCNTDQ, AVX2 and a portable baseline, chosen at
-//! run time. Integer arithmetic: every path gives the same result.
+//! The popcount kernels: `acc[j] += popcount(mask[w] & planes[w][j])` over words `w` and outputs
+//! `j` ([`accumulate`]), and the same sums written at once with each output's count kept in a
+//! register across the words ([`sums`]); one source compiled for AVX-512 VPOPCNTDQ, AVX2 and a
+//! portable baseline, chosen at run time. Integer arithmetic: every path gives the same result.
 
 /// Which implementation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,61 @@ pub fn accumulate(path: KernelPath, mask: &[u64], planes: &[u64], outputs: usize
     }
 }
 
+/// Outputs per block of [`sums`]: two AVX-512 registers of counts.
+const BLOCK: usize = 16;
+
+#[inline(always)]
+fn sums_body(driven: &[(usize, u64)], planes: &[u64], outputs: usize, out: &mut [u32]) {
+    let out = &mut out[..outputs];
+    let full = outputs / BLOCK * BLOCK;
+    for j0 in (0..full).step_by(BLOCK) {
+        let mut s = [0u64; BLOCK];
+        for &(w, x) in driven {
+            let row: &[u64; BLOCK] = planes[w * outputs + j0..][..BLOCK].try_into().expect("a block");
+            for (a, &p) in s.iter_mut().zip(row) {
+                *a += u64::from((x & p).count_ones());
+            }
+        }
+        for (o, &a) in out[j0..j0 + BLOCK].iter_mut().zip(&s) {
+            *o = a as u32;
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(full) {
+        *o = driven.iter().map(|&(w, x)| (x & planes[w * outputs + j]).count_ones()).sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq")]
+unsafe fn sums_avx512(driven: &[(usize, u64)], planes: &[u64], outputs: usize, out: &mut [u32]) {
+    sums_body(driven, planes, outputs, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn sums_avx2(driven: &[(usize, u64)], planes: &[u64], outputs: usize, out: &mut [u32]) {
+    sums_body(driven, planes, outputs, out)
+}
+
+/// `out[j] = Σ_{(w, x) ∈ driven} popcount(x & planes[w·outputs + j])` for `j < outputs`: the
+/// column sums of one binary drive, `driven` listing its nonzero mask words.
+#[inline]
+pub fn sums(path: KernelPath, driven: &[(usize, u64)], planes: &[u64], outputs: usize, out: &mut [u32]) {
+    assert!(
+        driven.iter().all(|&(w, _)| planes.len() >= (w + 1) * outputs) && out.len() >= outputs,
+        "kernel operands"
+    );
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx512` is only returned by `detect()` when the CPU has these features.
+        KernelPath::Avx512 => unsafe { sums_avx512(driven, planes, outputs, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only returned by `detect()` when the CPU has AVX2 and POPCNT.
+        KernelPath::Avx2 => unsafe { sums_avx2(driven, planes, outputs, out) },
+        _ => sums_body(driven, planes, outputs, out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +164,11 @@ mod tests {
                 let mut acc = vec![0u32; outputs];
                 accumulate(path, &mask, &planes, outputs, &mut acc);
                 assert_eq!(acc, expect, "{path:?}");
+                let driven: Vec<(usize, u64)> =
+                    mask.iter().enumerate().filter(|(_, x)| **x != 0).map(|(w, &x)| (w, x)).collect();
+                let mut out = vec![7u32; outputs];
+                sums(path, &driven, &planes, outputs, &mut out);
+                assert_eq!(out, expect, "{path:?} sums");
             }
         }
     }

@@ -35,6 +35,8 @@ struct Buffers {
     idx: Vec<u32>,
     acc: Vec<i64>,
     real_sums: Vec<f64>,
+    /// The nonzero words of a single-term drive, with their positions.
+    driven: Vec<(usize, u64)>,
     convert: convert::Scratch,
 }
 
@@ -69,6 +71,7 @@ impl Job<'_, '_> {
             idx: vec![0u32; outputs],
             acc: vec![0i64; outputs],
             real_sums: vec![0f64; outputs],
+            driven: Vec::new(),
             convert: convert::Scratch::default(),
         };
         for (r, out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
@@ -176,11 +179,14 @@ impl Job<'_, '_> {
         let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
+        if single {
+            buf.driven.clear();
+            buf.driven.extend(mask_of(&g.terms[0]).iter().enumerate().filter(|(_, x)| **x != 0).map(|(w, &x)| (w, x)));
+        }
         for m in 0..bits {
             let planes = &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
             if single {
-                buf.idx.fill(0);
-                kernel::accumulate(self.path, mask_of(&g.terms[0]), planes, outputs, &mut buf.idx);
+                kernel::sums(self.path, &buf.driven, planes, outputs, &mut buf.idx);
             } else {
                 buf.sums.fill(0);
                 for tm in &g.terms {
