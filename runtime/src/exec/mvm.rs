@@ -24,12 +24,14 @@ impl Executor {
         };
         let (bits, signed) = q.stored_bits();
         let kind = self.step.mvm(m).kind;
+        // The backward and weight-gradient MVMs store the transpose; the tile packs it from
+        // this view without a copy.
         let stored = match kind {
-            Mvm::Forward => codes.clone(),
-            Mvm::Backward | Mvm::WeightGrad => codes.t().as_standard_layout().to_owned(),
+            Mvm::Forward => codes.view(),
+            Mvm::Backward | Mvm::WeightGrad => codes.t(),
         };
         let mut ev = Events::default();
-        let p = tile.program(&StoredMatrix { codes: stored.view(), bits, signed }, m.0 as u64, &mut ev)?;
+        let p = tile.program(&StoredMatrix { codes: stored, bits, signed }, m.0 as u64, &mut ev)?;
         self.counts[m.index()].events += ev;
         self.programmed[m.index()] = Some(p);
         Ok(())

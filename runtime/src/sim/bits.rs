@@ -37,6 +37,22 @@ impl Transpose {
         }
     }
 
+    /// Sets the values to `vals[i] & mask` (at most 64 of them; the rest zero).
+    #[inline]
+    pub fn load(&mut self, vals: &[i32], mask: u32) {
+        let n = vals.len();
+        if self.wide == 1 {
+            for (b, &v) in self.bytes[0].iter_mut().zip(vals) {
+                *b = (v as u32 & mask) as u8;
+            }
+        } else {
+            for (i, &v) in vals.iter().enumerate() {
+                self.set(i, v as u32 & mask);
+            }
+        }
+        self.clear_from(n);
+    }
+
     /// Sets values `from..64` to zero.
     pub fn clear_from(&mut self, from: usize) {
         for plane in &mut self.bytes[..self.wide] {

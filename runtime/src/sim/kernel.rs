@@ -114,10 +114,7 @@ unsafe fn sums_avx2(driven: &[(usize, u64)], planes: &[u64], outputs: usize, out
 /// column sums of one binary drive, `driven` listing its nonzero mask words.
 #[inline]
 pub fn sums(path: KernelPath, driven: &[(usize, u64)], planes: &[u64], outputs: usize, out: &mut [u32]) {
-    assert!(
-        driven.iter().all(|&(w, _)| planes.len() >= (w + 1) * outputs) && out.len() >= outputs,
-        "kernel operands"
-    );
+    assert!(driven.iter().all(|&(w, _)| planes.len() >= (w + 1) * outputs) && out.len() >= outputs, "kernel operands");
     match path {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Avx512` is only returned by `detect()` when the CPU has these features.

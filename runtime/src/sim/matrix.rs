@@ -70,44 +70,144 @@ impl Programmed {
     }
 }
 
-/// Packs `m` into bit planes of `tile_rows`-row tiles; validates the codes' range.
+/// Packs `m` into bit planes of `tile_rows`-row tiles; validates the codes' range. A matrix
+/// given as the transpose of a row-major one (`Wᵀ` for the backward MVM, the activations for
+/// the weight gradient) is packed from that layout directly, without a transposed copy.
 pub(crate) fn pack(m: &StoredMatrix<'_>, tile_rows: usize) -> Result<Programmed, SimError> {
     let (outputs, reduction) = m.codes.dim();
     if m.bits == 0 || m.bits > 16 {
         return Err(SimError::BadOperand(format!("stored codes must have 1..=16 bits, not {}", m.bits)));
     }
     let (lo, hi) =
-        if m.signed { (-(1i64 << (m.bits - 1)), (1i64 << (m.bits - 1)) - 1) } else { (0, (1i64 << m.bits) - 1) };
-    let words = tile_rows.div_ceil(64);
-    let tiles = reduction.div_ceil(tile_rows).max(1);
-    let bits = m.bits as usize;
-    let mut planes = vec![0u64; tiles * bits * words * outputs];
-    let mask = (1u32 << bits) - 1;
-    let mut vals = Transpose::new(m.bits);
-    for (j, row) in m.codes.outer_iter().enumerate() {
-        // One 64-row word of every bit plane at a time: the codes checked and masked to their
-        // two's complement bits, then each plane transposed into a word.
-        for t in 0..tiles {
-            for w in 0..words {
-                let k0 = t * tile_rows + w * 64;
-                let k1 = (k0 + 64).min((t + 1) * tile_rows).min(reduction).max(k0);
-                for k in k0..k1 {
-                    let c = row[k] as i64;
-                    if c < lo || c > hi {
-                        return Err(SimError::BadOperand(format!(
-                            "stored code {c} at ({j}, {k}) does not fit {} {} bits",
-                            if m.signed { "signed" } else { "unsigned" },
-                            m.bits
-                        )));
-                    }
-                    vals.set(k - k0, (c as u32) & mask);
-                }
-                vals.clear_from(k1 - k0);
-                for bit in 0..bits {
-                    planes[((t * bits + bit) * words + w) * outputs + j] = vals.plane(bit);
+        if m.signed { (-(1i32 << (m.bits - 1)), (1i32 << (m.bits - 1)) - 1) } else { (0, (1i32 << m.bits) - 1) };
+    // The range first, in one branch-free pass: the packers then only mask.
+    let outside = |c: i32| (c.wrapping_sub(lo) as u32) > (hi - lo) as u32;
+    let bad = match m.codes.as_slice_memory_order() {
+        Some(all) => all.iter().fold(false, |bad, &c| bad | outside(c)),
+        None => m.codes.iter().any(|&c| outside(c)),
+    };
+    if bad {
+        let ((j, k), c) = m.codes.indexed_iter().find(|&(_, &c)| outside(c)).expect("an outside code");
+        return Err(SimError::BadOperand(format!(
+            "stored code {c} at ({j}, {k}) does not fit {} {} bits",
+            if m.signed { "signed" } else { "unsigned" },
+            m.bits
+        )));
+    }
+    let geometry = Geometry {
+        outputs,
+        reduction,
+        tile_rows,
+        words: tile_rows.div_ceil(64),
+        tiles: reduction.div_ceil(tile_rows).max(1),
+        bits: m.bits as usize,
+    };
+    let planes = if m.codes.t().is_standard_layout() {
+        pack_columns(m.codes.t(), &geometry)
+    } else {
+        pack_rows(m.codes.as_standard_layout().view(), &geometry)
+    };
+    Ok(Programmed {
+        outputs,
+        reduction,
+        bits: m.bits,
+        signed: m.signed,
+        tile_rows,
+        words: geometry.words,
+        planes,
+        gain: Vec::new(),
+    })
+}
+
+/// The shape of a packed matrix.
+struct Geometry {
+    outputs: usize,
+    reduction: usize,
+    tile_rows: usize,
+    words: usize,
+    tiles: usize,
+    bits: usize,
+}
+
+impl Geometry {
+    /// Rows `k0..k1` of word `w` of tile `t`.
+    fn rows(&self, t: usize, w: usize) -> (usize, usize) {
+        let k0 = (t * self.tile_rows + w * 64).min(self.reduction);
+        (k0, (k0 + 64).min((t + 1) * self.tile_rows).min(self.reduction).max(k0))
+    }
+
+    /// The plane word of output `j`, bit `bit`, word `w` of tile `t` is at `offset + j`.
+    fn offset(&self, t: usize, bit: usize, w: usize) -> usize {
+        ((t * self.bits + bit) * self.words + w) * self.outputs
+    }
+}
+
+/// Packs codes given row-major as `outputs x reduction` (checked): per output and 64-row word,
+/// the codes masked to their two's complement bits, then each plane transposed into a word.
+fn pack_rows(codes: ndarray::ArrayView2<'_, i32>, g: &Geometry) -> Vec<u64> {
+    let mut planes = vec![0u64; g.tiles * g.bits * g.words * g.outputs];
+    let mask = (1u32 << g.bits) - 1;
+    let mut vals = Transpose::new(g.bits as u32);
+    for (j, row) in codes.outer_iter().enumerate() {
+        let row = row.to_slice().expect("standard layout");
+        for t in 0..g.tiles {
+            for w in 0..g.words {
+                let (k0, k1) = g.rows(t, w);
+                vals.load(&row[k0..k1], mask);
+                for bit in 0..g.bits {
+                    planes[g.offset(t, bit, w) + j] = vals.plane(bit);
                 }
             }
         }
     }
-    Ok(Programmed { outputs, reduction, bits: m.bits, signed: m.signed, tile_rows, words, planes, gain: Vec::new() })
+    planes
+}
+
+/// Packs codes given as the row-major `reduction x outputs` transpose (checked): row `k` of
+/// the source sets bit `k mod 64` of one word per output and plane, over contiguous outputs
+/// (so it vectorizes), while that word block stays in cache.
+fn pack_columns(src: ndarray::ArrayView2<'_, i32>, g: &Geometry) -> Vec<u64> {
+    let mut planes = vec![0u64; g.tiles * g.bits * g.words * g.outputs];
+    let mask = (1u32 << g.bits) - 1;
+    for t in 0..g.tiles {
+        for w in 0..g.words {
+            let (k0, k1) = g.rows(t, w);
+            for bit in 0..g.bits {
+                let at = g.offset(t, bit, w);
+                let dst = &mut planes[at..at + g.outputs];
+                for k in k0..k1 {
+                    let row = src.row(k).to_slice().expect("standard layout");
+                    let shift = k - k0;
+                    for (d, &c) in dst.iter_mut().zip(row) {
+                        *d |= u64::from((c as u32 & mask) >> bit & 1) << shift;
+                    }
+                }
+            }
+        }
+    }
+    planes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn a_transposed_view_packs_like_its_copy() {
+        // 150 reduction rows on 64-row tiles: three tiles, the last one partial.
+        let mut s = 0x51u64;
+        let src = Array2::from_shape_fn((150, 37), |_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 59) as i32 - 16
+        });
+        let view = StoredMatrix { codes: src.t(), bits: 5, signed: true };
+        let copy = src.t().as_standard_layout().to_owned();
+        let dense = StoredMatrix { codes: copy.view(), bits: 5, signed: true };
+        let (a, b) = (pack(&view, 64).expect("fits"), pack(&dense, 64).expect("fits"));
+        assert_eq!(a.planes, b.planes);
+        let bad = Array2::from_elem((3, 2), 16);
+        let err = pack(&StoredMatrix { codes: bad.t(), bits: 5, signed: true }, 64).expect_err("16 needs 6 bits");
+        assert!(err.to_string().contains("stored code 16 at (0, 0)"), "{err}");
+    }
 }
