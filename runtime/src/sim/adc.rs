@@ -84,12 +84,16 @@ const FIELD: u64 = 0xffff;
 /// Code distributions of integer column sums `vmin..=vmax` for one converter, built lazily.
 ///
 /// Each sum's distribution is a Walker alias table of `2^bits` buckets, the same `bits` for
-/// every sum of the table (enough for the widest: the codes within ±7σ), so sum `i`'s bucket
-/// `k` sits at `i << bits | k`. A uniform 32-bit draw `r` picks bucket `k = r >> (32 − bits)`
-/// and keeps its code when the remaining low bits are below its threshold, else takes its
-/// alias code. Bucket capacity is `2^(32 − bits)` units of `2⁻³²`, so every code has exactly
-/// its 32-bit probability: one 32-bit draw and one load per conversion, no branch on the
-/// outcome.
+/// every sum of the table (enough for the widest: the codes within ±7σ). A uniform 32-bit draw
+/// `r` picks bucket `k = r >> (32 − bits)` and keeps its code when the remaining low bits are
+/// below its threshold, else takes its alias code. Bucket capacity is `2^(32 − bits)` units of
+/// `2⁻³²`, so every code has exactly its 32-bit probability: one 32-bit draw and one load per
+/// conversion, no branch on the outcome.
+///
+/// Only the sums `lo..=hi` are stored: every sum above `hi` always gives the top code and every
+/// sum below `lo` the bottom one, exactly like `hi` and `lo` themselves, so a sum's row is its
+/// index clamped to that span. A narrow ADC range then needs a handful of rows, not one per
+/// possible sum.
 ///
 /// A bucket is one word: the threshold in the high 32 bits, the alias code and the kept code
 /// in the two low 16-bit fields, each stored as `code − cmin + 1` (so a zero word is a bucket
@@ -97,27 +101,88 @@ const FIELD: u64 = 0xffff;
 #[derive(Debug, Clone)]
 pub(crate) struct CodeTable {
     conv: Converter,
+    /// The sum of index 0.
     vmin: i64,
+    /// The indices (sum − `vmin`) of the first and last stored rows.
+    lo: u32,
+    hi: u32,
     /// log2 of the buckets per sum.
     bits: u32,
     buckets: Vec<u64>,
+}
+
+/// What the conversion kernels read of a table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    /// log2 of the buckets per row.
+    pub bits: u32,
+    /// `cmin − 1`: unbiases a code field.
+    pub unbias: i64,
+    /// Indices below `lo` read row 0, above `hi` the last row.
+    pub lo: u32,
+    pub hi: u32,
+    pub buckets: &'a [u64],
+}
+
+impl Parts<'_> {
+    /// The row of table index `i`.
+    #[inline(always)]
+    pub fn row(&self, i: u32) -> usize {
+        (i.clamp(self.lo, self.hi) - self.lo) as usize
+    }
 }
 
 impl CodeTable {
     /// Whether the table of `conv` for sums `vmin..=vmax` is small enough to build and its
     /// codes fit the 16-bit fields.
     pub fn fits(conv: &Converter, vmin: i64, vmax: i64) -> bool {
-        conv.cmax - conv.cmin + 1 < FIELD as i64
-            && ((vmax - vmin + 1).max(1) as u64) << Self::bits_for(conv) <= MAX_BUCKETS
+        let (lo, hi) = Self::span(conv, vmin, vmax);
+        conv.cmax - conv.cmin + 1 < FIELD as i64 && ((hi - lo + 1) as u64) << Self::bits_for(conv) <= MAX_BUCKETS
+    }
+
+    /// The sums whose distributions are stored: from the last sum whose code is always the
+    /// bottom code to the first whose code is always the top code (both found by bisection
+    /// with the very arithmetic of [`fill_row`], so the claim is exact).
+    fn span(c: &Converter, vmin: i64, vmax: i64) -> (i64, i64) {
+        let s = c.sigma_counts / c.lsb;
+        let u = |v: i64| v as f64 / c.lsb;
+        let top =
+            |v: i64| if s == 0.0 { u(v).round() as i64 >= c.cmax } else { (u(v) - 7.0 * s).floor() as i64 >= c.cmax };
+        let bottom =
+            |v: i64| if s == 0.0 { u(v).round() as i64 <= c.cmin } else { (u(v) + 7.0 * s).ceil() as i64 <= c.cmin };
+        // Smallest v with top(v) (monotone), else vmax; largest v with bottom(v), else vmin.
+        let (mut a, mut b) = (vmin, vmax);
+        while a < b {
+            let m = a + (b - a) / 2;
+            if top(m) { b = m } else { a = m + 1 }
+        }
+        let hi = a;
+        let (mut a, mut b) = (vmin, hi);
+        while a < b {
+            let m = a + (b - a + 1) / 2;
+            if bottom(m) { a = m } else { b = m - 1 }
+        }
+        (a, hi)
     }
 
     /// The table of `conv` for sums `vmin..=vmax` (rows built when first used); it must
     /// [`fit`](CodeTable::fits).
     pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
         assert!(Self::fits(&conv, vmin, vmax), "code table too large");
-        let n = (vmax - vmin + 1).max(1) as usize;
+        let (lo, hi) = Self::span(&conv, vmin, vmax);
         let bits = Self::bits_for(&conv);
-        CodeTable { conv, vmin, bits, buckets: vec![0; n << bits] }
+        let rows = (hi - lo + 1) as usize;
+        CodeTable { conv, vmin, lo: (lo - vmin) as u32, hi: (hi - vmin) as u32, bits, buckets: vec![0; rows << bits] }
+    }
+
+    /// What identifies the table of `conv` for sums `vmin..=vmax` (`vmin` is `0` or `−vmax`).
+    pub fn key(conv: &Converter, vmin: i64, vmax: i64) -> [u64; 4] {
+        [
+            conv.lsb.to_bits(),
+            conv.sigma_counts.to_bits(),
+            (conv.cmin as u64) << 32 | conv.cmax as u32 as u64,
+            (vmax as u64) << 1 | u64::from(vmin < 0),
+        ]
     }
 
     /// Buckets (log2) for the widest code distribution of `conv`: the codes within ±7σ of a
@@ -134,58 +199,59 @@ impl CodeTable {
     }
 
     /// The table index of integer sum `v`.
-    #[inline]
+    #[cfg(test)]
     pub fn index(&self, v: i64) -> u32 {
         (v - self.vmin) as u32
     }
 
-    /// What the conversion kernels read: buckets per sum (log2), `cmin − 1` (to unbias the
-    /// code fields) and the buckets.
+    /// What the conversion kernels read.
     #[inline]
-    pub fn parts(&self) -> (u32, i64, &[u64]) {
-        (self.bits, self.conv.cmin - 1, &self.buckets)
+    pub fn parts(&self) -> Parts<'_> {
+        Parts { bits: self.bits, unbias: self.conv.cmin - 1, lo: self.lo, hi: self.hi, buckets: &self.buckets }
     }
 
-    /// The code of sum index `i` for the uniform 32-bit draw `r`, building the row if needed.
-    pub fn code(&mut self, i: usize, r: u32) -> i64 {
-        if self.buckets[i << self.bits] & FIELD == 0 {
-            self.build(i);
+    /// The code of table index `i` for the uniform 32-bit draw `r`, building its row if needed.
+    pub fn code(&mut self, i: u32, r: u32) -> i64 {
+        let (row, n) = (self.parts().row(i), 1usize << self.bits);
+        if !built(self.buckets[row * n]) {
+            let v = self.vmin + i64::from(self.lo) + row as i64;
+            fill_row(&self.conv, v, self.bits, &mut self.buckets[row * n..(row + 1) * n]);
         }
-        code_from(self.bits, self.conv.cmin - 1, &self.buckets, i, r)
+        code_from(&self.parts(), i, r)
     }
+}
 
-    #[cold]
-    fn build(&mut self, i: usize) {
-        let c = self.conv;
-        let v = i as i64 + self.vmin;
-        let u = v as f64 / c.lsb;
-        let s = c.sigma_counts / c.lsb;
-        let (base, cum) = if s == 0.0 {
-            ((u.round() as i64).clamp(c.cmin, c.cmax), Vec::new())
-        } else {
-            let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
-            let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
-            // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
-            let mut cum: Vec<u32> = (lo..hi)
-                .map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32)
-                .collect();
-            // Drop codes that cannot occur at 32-bit resolution.
-            let first = cum.iter().take_while(|&&t| t == 0).count();
-            cum.drain(..first);
-            while cum.last() == Some(&u32::MAX) {
-                cum.pop();
-            }
-            (lo + first as i64, cum)
-        };
-        let n = 1usize << self.bits;
-        debug_assert!(cum.len() < n, "a sum has more codes than its table has buckets");
-        let (thr, to) = alias_row(&cum, self.bits);
-        // Codes beyond the row's own are empty buckets: their alias is some real code, so
-        // clamping the kept code of an empty bucket never changes a draw.
-        let field = |k: u32| ((base + i64::from(k)).min(c.cmax) - c.cmin + 1) as u64;
-        for (k, b) in self.buckets[i * n..(i + 1) * n].iter_mut().enumerate() {
-            *b = thr[k] << 32 | field(to[k]) << 16 | field(k as u32);
-        }
+/// Builds the row of sum `v` of a table of `conv` with `2^bits` buckets per sum.
+fn fill_row(c: &Converter, v: i64, bits: u32, row: &mut [u64]) {
+    let u = v as f64 / c.lsb;
+    let s = c.sigma_counts / c.lsb;
+    let field = |code: i64| (code - c.cmin + 1) as u64;
+    let lo = ((u - 7.0 * s).floor() as i64).clamp(c.cmin, c.cmax);
+    let hi = ((u + 7.0 * s).ceil() as i64).clamp(c.cmin, c.cmax);
+    if s == 0.0 || lo == hi {
+        // One possible code (no noise, or far beyond a clipping edge): every bucket keeps it.
+        let code = if s == 0.0 { (u.round() as i64).clamp(c.cmin, c.cmax) } else { lo };
+        let cap = 1u64 << (32 - bits);
+        row.fill((cap - 1) << 32 | field(code) << 16 | field(code));
+        return;
+    }
+    // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
+    let mut cum: Vec<u32> =
+        (lo..hi).map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32).collect();
+    // Drop codes that cannot occur at 32-bit resolution.
+    let first = cum.iter().take_while(|&&t| t == 0).count();
+    cum.drain(..first);
+    while cum.last() == Some(&u32::MAX) {
+        cum.pop();
+    }
+    let base = lo + first as i64;
+    debug_assert!(cum.len() < row.len(), "a sum has more codes than its table has buckets");
+    let (thr, to) = alias_row(&cum, bits);
+    // Codes beyond the row's own are empty buckets: their alias is some real code, so
+    // clamping the kept code of an empty bucket never changes a draw.
+    let field_k = |k: u32| field((base + i64::from(k)).min(c.cmax));
+    for (k, b) in row.iter_mut().enumerate() {
+        *b = thr[k] << 32 | field_k(to[k]) << 16 | field_k(k as u32);
     }
 }
 
@@ -225,15 +291,15 @@ fn alias_row(cum: &[u32], bits: u32) -> (Vec<u64>, Vec<u32>) {
     (thr, to)
 }
 
-/// The code a draw `r` gives for sum index `i` of a table with `2^bits` buckets per sum and
-/// code bias `unbias = cmin − 1` (the arithmetic every conversion kernel reproduces exactly).
+/// The code a draw `r` gives for table index `i` (its row built): the arithmetic every
+/// conversion kernel reproduces exactly.
 #[inline(always)]
-pub(crate) fn code_from(bits: u32, unbias: i64, buckets: &[u64], i: usize, r: u32) -> i64 {
-    let k = r.checked_shr(32 - bits).unwrap_or(0);
-    let bucket = buckets[(i << bits) | k as usize];
-    let low = u64::from(r & (u32::MAX >> bits));
+pub(crate) fn code_from(p: &Parts<'_>, i: u32, r: u32) -> i64 {
+    let k = r.checked_shr(32 - p.bits).unwrap_or(0);
+    let bucket = p.buckets[(p.row(i) << p.bits) | k as usize];
+    let low = u64::from(r & (u32::MAX >> p.bits));
     let field = if low < bucket >> 32 { bucket & FIELD } else { bucket >> 16 & FIELD };
-    field as i64 + unbias
+    field as i64 + p.unbias
 }
 
 /// Whether a bucket word is built.
@@ -284,7 +350,10 @@ mod tests {
         let i = table.index(v);
         for b in 0..n / 64 {
             let mut acc = vec![0i64; 64];
-            convert::convert_block(path, table, &[i; 64], 1, &mut acc, key, (b * 64) as u64, &mut scratch);
+            let idx = [i; 64];
+            let counter = (b * 64) as u64;
+            convert::convert_block(path, table, &idx, 1, &mut acc, key, counter, &mut scratch);
+            convert::finish_slow(&idx, 1, &mut acc, key, counter, &scratch, |i, r| table.code(i, r));
             codes.extend(acc);
         }
         codes
@@ -320,6 +389,28 @@ mod tests {
                 let (expect, var) = code_moments(&conv, v as f64);
                 let tol = 6.0 * (var / n as f64).sqrt() + 1e-6;
                 assert!((mean - expect).abs() < tol, "{zero:?} σ={sigma} g={gain} v={v}: mean {mean}, model {expect}");
+            }
+        }
+    }
+
+    #[test]
+    fn sums_beyond_the_stored_span_give_the_codes_of_their_own_rows() {
+        // Narrow ranges (high gain): most sums clip. Each sum's own row, built directly, must
+        // give the same code as the table (which stores only the span) for every draw tried.
+        for (zero, sigma, gain, vmin) in
+            [(AdcZero::Unsigned, 0.05, 40.0, 0), (AdcZero::Signed, 0.3, 60.0, -1152), (AdcZero::Unsigned, 0.0, 90.0, 0)]
+        {
+            let conv = Converter::new(8, zero, sigma, 1152.0, 1152.0, 1.0, gain);
+            let mut table = CodeTable::new(conv, vmin, 1152);
+            assert!(table.buckets.len() < (1152 - vmin as usize) << table.bits, "the span is narrower than the range");
+            let n = 1usize << table.bits;
+            let mut own = vec![0u64; n];
+            for v in vmin..=1152 {
+                fill_row(&conv, v, table.bits, &mut own);
+                let p = Parts { bits: table.bits, unbias: conv.cmin - 1, lo: 0, hi: 0, buckets: &own };
+                for r in (0..64u32).map(|k| k.wrapping_mul(0x9E37_79B9) ^ (k << 26)) {
+                    assert_eq!(table.code(table.index(v), r), code_from(&p, 0, r), "{zero:?} v={v} r={r:#x}");
+                }
             }
         }
     }

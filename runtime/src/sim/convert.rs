@@ -9,7 +9,7 @@
 //! codes, bit for bit. Sums whose row is not built yet are left to the table
 //! ([`CodeTable::code`]) after the pass.
 
-use super::adc::{self, CodeTable};
+use super::adc::{self, CodeTable, Parts};
 use super::kernel::KernelPath;
 use super::noise;
 
@@ -63,11 +63,13 @@ pub(crate) struct Scratch {
 }
 
 /// Converts sums `idx` (indices into `table`) and adds `weight · code` to `acc[j]`; conversion
-/// `j` draws `noise::draw32(key, counter + j)` (`counter` even). Returns the moments of `idx`.
+/// `j` draws `noise::draw32(key, counter + j)` (`counter` even). Conversions whose row is not
+/// built are given to `slow_code(i, draw)` (which builds it, or fails for a table that should
+/// be complete). Returns the moments of `idx`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn convert_block(
     path: KernelPath,
-    table: &mut CodeTable,
+    table: &CodeTable,
     idx: &[u32],
     weight: i64,
     acc: &mut [i64],
@@ -80,7 +82,7 @@ pub(crate) fn convert_block(
     let Scratch { slow, misses } = scratch;
     slow.clear();
     let parts = table.parts();
-    let moments = if avx512_usable(path) {
+    if avx512_usable(path) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `avx512_usable` checked AVX-512F and DQ on this CPU.
         unsafe {
@@ -92,19 +94,32 @@ pub(crate) fn convert_block(
         let mut m = Moments::default();
         fast_tail(parts, idx, weight, acc, key, counter, 0, slow, &mut m);
         m
-    };
-    for &j in slow.iter() {
-        let r = noise::draw32(key, counter.wrapping_add(u64::from(j)));
-        acc[j as usize] += weight * table.code(idx[j as usize] as usize, r);
     }
-    moments
+}
+
+/// Finishes the conversions [`convert_block`] left (rows not built), in order: `code(i, r)`
+/// gives the code of sum index `i` for draw `r`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_slow(
+    idx: &[u32],
+    weight: i64,
+    acc: &mut [i64],
+    key: u64,
+    counter: u64,
+    scratch: &Scratch,
+    mut code: impl FnMut(u32, u32) -> i64,
+) {
+    for &j in &scratch.slow {
+        let r = noise::draw32(key, counter.wrapping_add(u64::from(j)));
+        acc[j as usize] += weight * code(idx[j as usize], r);
+    }
 }
 
 /// The portable pass over `idx[from..]`: built rows converted, the others listed in `slow`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fast_tail(
-    (bits, unbias, buckets): (u32, i64, &[u64]),
+    p: Parts<'_>,
     idx: &[u32],
     weight: i64,
     acc: &mut [i64],
@@ -118,25 +133,25 @@ fn fast_tail(
         let i = idx[j];
         m.add(i);
         let r = noise::draw32(key, counter.wrapping_add(j as u64));
-        let k = r.checked_shr(32 - bits).unwrap_or(0) as usize;
-        if !buckets.get(((i as usize) << bits) | k).is_some_and(|&b| adc::built(b)) {
+        let k = r.checked_shr(32 - p.bits).unwrap_or(0) as usize;
+        if !adc::built(p.buckets[(p.row(i) << p.bits) | k]) {
             slow.push(j as u32);
             continue;
         }
-        acc[j] += weight * adc::code_from(bits, unbias, buckets, i as usize, r);
+        acc[j] += weight * adc::code_from(&p, i, r);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Moments, fast_tail, noise};
+    use super::{Moments, Parts, fast_tail, noise};
     use std::arch::x86_64::*;
 
     /// [`fast_tail`] sixteen conversions at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn fast_pass(
-        parts: (u32, i64, &[u64]),
+        parts: Parts<'_>,
         idx: &[u32],
         weight: i64,
         acc: &mut [i64],
@@ -145,13 +160,13 @@ mod avx512 {
         slow: &mut Vec<u32>,
         misses: &mut Vec<u16>,
     ) -> Moments {
-        let (bits, unbias, buckets) = parts;
+        let Parts { bits, unbias, lo: row_lo, hi: row_hi, buckets } = parts;
         let n = idx.len();
         let full = n / 16 * 16;
         misses.clear();
         misses.resize(full / 16, 0);
         let zero = _mm512_setzero_si512();
-        let rows = _mm512_set1_epi32((buckets.len() >> bits) as i32);
+        let (row_lo, row_hi) = (_mm512_set1_epi32(row_lo as i32), _mm512_set1_epi32(row_hi as i32));
         let low_mask = _mm512_set1_epi64(i64::from(u32::MAX >> bits));
         let field = _mm512_set1_epi64(0xffff);
         let unbias = _mm512_set1_epi64(unbias);
@@ -182,9 +197,8 @@ mod avx512 {
             built
         };
         // SAFETY (all loads, stores and gathers below): `j + 16 <= full <= n` for `idx` and
-        // `acc` (same length, checked by the caller); buckets are gathered only for indices
-        // below the table's rows (`i << bits | k` below `buckets.len()`); `misses` has
-        // `full / 16` entries.
+        // `acc` (same length, checked by the caller); every index is clamped to a stored row,
+        // so `row << bits | k` is below `buckets.len()`; `misses` has `full / 16` entries.
         let mut z = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
         let (mut sum, mut sq) = (zero, zero);
         let (mut lo, mut hi) = (_mm512_set1_epi32(-1), zero);
@@ -199,7 +213,6 @@ mod avx512 {
             sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epu32(iv_lo, iv_lo), _mm512_mul_epu32(iv_hi, iv_hi)));
             lo = _mm512_min_epu32(lo, iv);
             hi = _mm512_max_epu32(hi, iv);
-            let inside = _mm512_cmplt_epu32_mask(iv, rows);
             // Sixteen draws: SplitMix64's finalizer on eight counters, split in halves.
             let mut r = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
             r = _mm512_mullo_epi64(r, m1);
@@ -208,13 +221,14 @@ mod avx512 {
             r = _mm512_xor_si512(r, _mm512_srli_epi64::<31>(r));
             z = _mm512_add_epi64(z, step);
             let k = _mm512_srl_epi32(r, shift_k);
-            let at = _mm512_or_si512(_mm512_sll_epi32(iv, shift_bits), k);
+            let row = _mm512_sub_epi32(_mm512_min_epu32(_mm512_max_epu32(iv, row_lo), row_hi), row_lo);
+            let at = _mm512_or_si512(_mm512_sll_epi32(row, shift_bits), k);
             let (at_lo, at_hi) = (_mm512_castsi512_si256(at), _mm512_extracti64x4_epi64::<1>(at));
             let (r_lo, r_hi) = (_mm512_castsi512_si256(r), _mm512_extracti64x4_epi64::<1>(r));
             let (b_lo, b_hi) = unsafe {
                 (
-                    _mm512_mask_i32gather_epi64::<8>(zero, inside as u8, at_lo, buckets.as_ptr().cast()),
-                    _mm512_mask_i32gather_epi64::<8>(zero, (inside >> 8) as u8, at_hi, buckets.as_ptr().cast()),
+                    _mm512_i32gather_epi64::<8>(at_lo, buckets.as_ptr().cast()),
+                    _mm512_i32gather_epi64::<8>(at_hi, buckets.as_ptr().cast()),
                 )
             };
             let a_ptr = unsafe { acc.as_mut_ptr().add(j) };
@@ -255,10 +269,7 @@ mod tests {
 
     /// Every conversion drawn one by one through the table's scalar path.
     fn reference(table: &mut CodeTable, idx: &[u32], weight: i64, key: u64, counter: u64) -> Vec<i64> {
-        idx.iter()
-            .enumerate()
-            .map(|(j, &i)| weight * table.code(i as usize, noise::draw32(key, counter + j as u64)))
-            .collect()
+        idx.iter().enumerate().map(|(j, &i)| weight * table.code(i, noise::draw32(key, counter + j as u64))).collect()
     }
 
     #[test]
@@ -280,11 +291,12 @@ mod tests {
             for path in paths {
                 let mut table = CodeTable::new(conv, -3456, 3456);
                 for &i in idx.iter().step_by(2) {
-                    table.code(i as usize, 0);
+                    table.code(i, 0);
                 }
                 let mut acc = vec![5i64; idx.len()];
                 let mut scratch = Scratch::default();
-                let m = convert_block(path, &mut table, &idx, -4, &mut acc, 77, 1000, &mut scratch);
+                let m = convert_block(path, &table, &idx, -4, &mut acc, 77, 1000, &mut scratch);
+                finish_slow(&idx, -4, &mut acc, 77, 1000, &scratch, |i, r| table.code(i, r));
                 let expect: Vec<i64> = reference(&mut table, &idx, -4, 77, 1000).iter().map(|c| c + 5).collect();
                 assert_eq!(acc, expect, "{path:?} sigma {sigma}");
                 let mut want = Moments::default();
@@ -319,7 +331,8 @@ mod speed_probe {
                 let t = std::time::Instant::now();
                 let reps = 20000;
                 for r in 0..reps {
-                    convert_block(path, &mut table, &idx, 1, &mut acc, 77, r * 1000, &mut scratch);
+                    convert_block(path, &table, &idx, 1, &mut acc, 77, r * 1000, &mut scratch);
+                    finish_slow(&idx, 1, &mut acc, 77, r * 1000, &scratch, |i, r| table.code(i, r));
                 }
                 let ns = t.elapsed().as_secs_f64() * 1e9 / (reps as f64 * 784.0);
                 println!("sigma {sigma} gain {gain} {path:?}: {ns:.3} ns/conversion");

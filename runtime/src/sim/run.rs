@@ -5,6 +5,7 @@
 use super::adc::{CodeTable, Converter};
 use super::cache::TableCache;
 use super::convert;
+use super::input::Group;
 use super::input::{self, Schedule};
 use super::kernel::{self, KernelPath};
 use super::matrix::Programmed;
@@ -45,7 +46,6 @@ struct PlaneGroup<'g> {
     t: usize,
     /// The draw number of this group's first conversion within its input vector.
     counter: u64,
-    rows_here: usize,
     vmin: i64,
     vmax: i64,
     g: &'g input::Group,
@@ -53,6 +53,27 @@ struct PlaneGroup<'g> {
 }
 
 impl Job<'_, '_> {
+    /// The converter of plane group `g` on row-tile `t`, and the integer column sums the group
+    /// can produce there.
+    fn converter(&self, t: usize, g: &Group) -> (Converter, i64, i64) {
+        let (hw, rows_here) = (self.hw, self.w.rows_in(t));
+        let noise_rows = match hw.noise.scaling {
+            NoiseScaling::PhysicalRows => hw.rows as f64,
+            NoiseScaling::DrivenRows => rows_here as f64,
+        };
+        let conv = Converter::new(
+            hw.adc.bits,
+            hw.adc.zero,
+            hw.noise.sigma_lsb,
+            hw.rows as f64,
+            noise_rows,
+            g.level_max,
+            self.gain_of[g.plane],
+        );
+        let vmax = (rows_here as f64 * g.level_max) as i64;
+        (conv, if g.signed_sum { -vmax } else { 0 }, vmax)
+    }
+
     /// Input vectors `first..` (the rows of `out`): returns the chunk's events and statistics.
     pub(super) fn chunk(
         &self,
@@ -101,13 +122,8 @@ impl Job<'_, '_> {
         stats: &mut PlaneStats,
     ) -> Result<(), SimError> {
         let (hw, w, words) = (self.hw, self.w, self.w.words);
-        let full_rows = hw.rows as f64;
         let rows_here = w.rows_in(t);
         self.sched.fill_masks(self.x, row, t * w.tile_rows, rows_here, words, &mut buf.masks)?;
-        let noise_rows = match hw.noise.scaling {
-            NoiseScaling::PhysicalRows => full_rows,
-            NoiseScaling::DrivenRows => rows_here as f64,
-        };
         let n_groups = self.sched.groups.len();
         for (gi, g) in self.sched.groups.iter().enumerate() {
             let driven: u64 = g
@@ -127,22 +143,11 @@ impl Job<'_, '_> {
             ev.column_evals += conversions;
             ev.shift_adds += conversions;
             ev.input_bits += driven;
-            let conv = Converter::new(
-                hw.adc.bits,
-                hw.adc.zero,
-                hw.noise.sigma_lsb,
-                full_rows,
-                noise_rows,
-                g.level_max,
-                self.gain_of[g.plane],
-            );
+            let (conv, vmin, vmax) = self.converter(t, g);
             // Every conversion of this input vector has its own draw number; each weight
             // bit's block starts on an even one (a whole 64-bit draw).
             let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs.next_multiple_of(2)) as u64;
-            // The integer column sums this group can produce.
-            let vmax = (rows_here as f64 * g.level_max) as i64;
-            let vmin = if g.signed_sum { -vmax } else { 0 };
-            let pg = PlaneGroup { t, counter, rows_here, vmin, vmax, g, conv };
+            let pg = PlaneGroup { t, counter, vmin, vmax, g, conv };
             // Exact tables for integer sums, unless one would be too large (very wide noise
             // on a high-resolution ADC): then each conversion is sampled directly.
             if self.exact && CodeTable::fits(&conv, vmin, vmax) {
@@ -168,14 +173,8 @@ impl Job<'_, '_> {
     ) {
         let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
-        let table_key = [
-            conv.lsb.to_bits(),
-            conv.sigma_counts.to_bits(),
-            conv.cmin as u64,
-            (pg.rows_here as u64) << 32 | u64::from(g.signed_sum),
-        ];
         let (vmin, vmax) = (pg.vmin, pg.vmax);
-        let table = tables.get(table_key, || CodeTable::new(conv, vmin, vmax));
+        let table = tables.get(CodeTable::key(&conv, vmin, vmax), || CodeTable::new(conv, vmin, vmax));
         let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
@@ -197,21 +196,14 @@ impl Job<'_, '_> {
                     }
                 }
                 for (i, &s) in buf.idx.iter_mut().zip(&buf.sums) {
-                    *i = table.index(s);
+                    *i = (s - vmin) as u32;
                 }
             }
             let weight = w.bit_weight_int(m as u32);
             let counter = pg.counter + (m * outputs.next_multiple_of(2)) as u64;
-            let moments = convert::convert_block(
-                self.path,
-                table,
-                &buf.idx,
-                weight,
-                &mut buf.acc,
-                key,
-                counter,
-                &mut buf.convert,
-            );
+            let (idx, acc, scratch) = (&buf.idx, &mut buf.acc, &mut buf.convert);
+            let moments = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
+            convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code(i, r));
             stats.record_moments(g.plane, &moments, vmin);
         }
         add_scaled(out_row, &buf.acc, g.weight * conv.lsb);
