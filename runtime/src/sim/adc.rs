@@ -235,60 +235,89 @@ fn fill_row(c: &Converter, v: i64, bits: u32, row: &mut [u64]) {
         row.fill((cap - 1) << 32 | field(code) << 16 | field(code));
         return;
     }
-    // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
-    let mut cum: Vec<u32> =
-        (lo..hi).map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32).collect();
-    // Drop codes that cannot occur at 32-bit resolution.
-    let first = cum.iter().take_while(|&&t| t == 0).count();
-    cum.drain(..first);
-    while cum.last() == Some(&u32::MAX) {
-        cum.pop();
-    }
-    let base = lo + first as i64;
-    debug_assert!(cum.len() < row.len(), "a sum has more codes than its table has buckets");
-    let (thr, to) = alias_row(&cum, bits);
-    // Codes beyond the row's own are empty buckets: their alias is some real code, so
-    // clamping the kept code of an empty bucket never changes a draw.
-    let field_k = |k: u32| field((base + i64::from(k)).min(c.cmax));
-    for (k, b) in row.iter_mut().enumerate() {
-        *b = thr[k] << 32 | field_k(to[k]) << 16 | field_k(k as u32);
-    }
+    SCRATCH.with_borrow_mut(|(cum, stack)| {
+        // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
+        cum.clear();
+        cum.extend(
+            (lo..hi).map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32),
+        );
+        // Drop codes that cannot occur at 32-bit resolution.
+        let first = cum.iter().take_while(|&&t| t == 0).count();
+        while cum.last() == Some(&u32::MAX) {
+            cum.pop();
+        }
+        let cum = &cum[first..];
+        let base = lo + first as i64;
+        debug_assert!(cum.len() < row.len(), "a sum has more codes than its table has buckets");
+        alias_row(cum, bits, stack, row);
+        // Codes beyond the row's own are empty buckets: their alias is some real code, so
+        // clamping the kept code of an empty bucket never changes a draw.
+        let field_k = |k: u64| field((base + k as i64).min(c.cmax));
+        for (k, b) in row.iter_mut().enumerate() {
+            *b = (*b >> 32) << 32 | field_k(*b & 0xffff_ffff) << 16 | field_k(k as u64);
+        }
+    });
 }
 
-/// The Walker alias table of `2^bits` buckets for the codes given by thresholds `cum` (code
-/// `k` has probability `(cum[k] − cum[k−1]) / 2³²`; codes beyond `cum.len()` have none):
-/// per bucket its threshold and alias. Vose's construction in integers with bucket capacity
-/// `2^(32 − bits)`: the table reproduces the 32-bit probabilities exactly. A full bucket
-/// (threshold = capacity) gets capacity − 1 and itself as alias: the one low value it then
-/// rejects lands on the same code.
-fn alias_row(cum: &[u32], bits: u32) -> (Vec<u64>, Vec<u32>) {
-    let n = 1usize << bits;
+thread_local! {
+    /// Reused buffers of [`fill_row`]: the thresholds and the Vose work lists.
+    static SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The Walker alias table of `row.len() = 2^bits` buckets for the codes given by thresholds
+/// `cum` (code `k` has probability `(cum[k] − cum[k−1]) / 2³²`; codes beyond `cum.len()` have
+/// none), written as `threshold << 32 | alias` per bucket. Vose's construction in integers
+/// with bucket capacity `2^(32 − bits)`: the table reproduces the 32-bit probabilities
+/// exactly. A full bucket (threshold = capacity) gets capacity − 1 and itself as alias: the one
+/// low value it then rejects lands on the same code. `stack` is scratch (the small list grows
+/// from its front, the large one from its back: every bucket is in at most one).
+fn alias_row(cum: &[u32], bits: u32, stack: &mut Vec<u32>, row: &mut [u64]) {
+    let n = row.len();
     let cap = 1u64 << (32 - bits);
-    let width = |k: usize| -> u64 {
-        if k > cum.len() {
-            return 0;
-        }
-        let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
-        let b = if k == cum.len() { 1 << 32 } else { cum[k] as u64 };
-        b - a
-    };
-    let mut scaled: Vec<u64> = (0..n).map(width).collect();
-    let mut thr = vec![cap; n];
-    let mut to: Vec<u32> = (0..n as u32).collect();
-    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&k| scaled[k] < cap);
-    while let (Some(l), Some(&g)) = (small.pop(), large.last()) {
-        thr[l] = scaled[l];
-        to[l] = g as u32;
-        scaled[g] -= cap - scaled[l];
-        if scaled[g] < cap {
-            large.pop();
-            small.push(g);
+    // Work words: the remaining mass (up to 2³², 33 bits) above the alias (below 2¹⁶ buckets).
+    const ALIAS: u64 = 0xffff;
+    for (k, w) in row.iter_mut().enumerate() {
+        let width = if k > cum.len() {
+            0
+        } else {
+            let a = if k == 0 { 0 } else { cum[k - 1] as u64 };
+            let b = if k == cum.len() { 1 << 32 } else { cum[k] as u64 };
+            b - a
+        };
+        *w = width << 16 | k as u64;
+    }
+    stack.clear();
+    stack.resize(n, 0);
+    let (mut n_small, mut n_large) = (0, 0);
+    for (k, w) in row.iter().enumerate() {
+        if w >> 16 < cap {
+            stack[n_small] = k as u32;
+            n_small += 1;
+        } else {
+            n_large += 1;
+            stack[n - n_large] = k as u32;
         }
     }
-    for t in &mut thr {
-        *t = (*t).min(cap - 1);
+    while n_small > 0 && n_large > 0 {
+        n_small -= 1;
+        let l = stack[n_small] as usize;
+        let g = stack[n - n_large] as usize;
+        let (ml, mg) = (row[l] >> 16, row[g] >> 16);
+        row[l] = ml << 16 | g as u64;
+        let mg = mg - (cap - ml);
+        row[g] = mg << 16 | (row[g] & ALIAS);
+        if mg < cap {
+            n_large -= 1;
+            stack[n_small] = g as u32;
+            n_small += 1;
+        }
     }
-    (thr, to)
+    // What remains (in exact integers: mass exactly `cap`) is full and its own alias; every
+    // processed small bucket keeps its mass as threshold.
+    for w in row.iter_mut() {
+        let (mass, alias) = (*w >> 16, *w & ALIAS);
+        *w = mass.min(cap - 1) << 32 | alias;
+    }
 }
 
 /// The code a draw `r` gives for table index `i` (its row built): the arithmetic every
@@ -441,5 +470,24 @@ mod tests {
         let mut t2 = CodeTable::new(signed, -1152, 1152);
         let mean2: f64 = sample_codes(&mut t2, 0, 10_048, &mut rng).iter().map(|&c| c as f64).sum::<f64>() / 10_048.0;
         assert!(mean2.abs() < 0.05, "{mean2}");
+    }
+}
+#[cfg(test)]
+mod build_probe {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn probe() {
+        for gain in [8.7f64, 40.0, 300.0] {
+            let conv = Converter::new(8, AdcZero::Unsigned, 0.05, 1152.0, 1152.0, 1.0, gain);
+            let t = std::time::Instant::now();
+            let mut rows = 0;
+            for _ in 0..200 {
+                let mut table = CodeTable::new(conv, 0, 784);
+                for i in table.lo..=table.hi { table.code(i, 0); rows += 1; }
+            }
+            let ns = t.elapsed().as_secs_f64() * 1e9 / rows as f64;
+            println!("gain {gain}: bits {} rows {} {ns:.0} ns per row", CodeTable::bits_for(&conv), rows / 200);
+        }
     }
 }
