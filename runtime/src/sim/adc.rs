@@ -175,6 +175,32 @@ impl CodeTable {
         CodeTable { conv, vmin, lo: (lo - vmin) as u32, hi: (hi - vmin) as u32, bits, buckets: vec![0; rows << bits] }
     }
 
+    /// The table of `conv` for sums `vmin..=vmax` with every stored row built, the rows in
+    /// parallel; it must [`fit`](CodeTable::fits).
+    pub fn complete(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
+        use rayon::prelude::*;
+        let mut t = CodeTable::new(conv, vmin, vmax);
+        let (bits, first) = (t.bits, vmin + i64::from(t.lo));
+        t.buckets
+            .par_chunks_mut(1 << bits)
+            .enumerate()
+            .for_each(|(r, row)| fill_row(&conv, first + r as i64, bits, row));
+        t
+    }
+
+    /// Rows the table of `conv` for sums `vmin..=vmax` stores: the sums whose code can vary,
+    /// and the first clipped sum at each end.
+    pub fn stored_rows(conv: &Converter, vmin: i64, vmax: i64) -> u64 {
+        let (lo, hi) = Self::span(conv, vmin, vmax);
+        (hi - lo + 1) as u64
+    }
+
+    /// The code of table index `i` (its row built) for the uniform 32-bit draw `r`.
+    pub fn code_built(&self, i: u32, r: u32) -> i64 {
+        assert!(built(self.buckets[self.parts().row(i) << self.bits]), "code table row of index {i} not built");
+        code_from(&self.parts(), i, r)
+    }
+
     /// What identifies the table of `conv` for sums `vmin..=vmax` (`vmin` is `0` or `−vmax`).
     pub fn key(conv: &Converter, vmin: i64, vmax: i64) -> [u64; 4] {
         [
@@ -238,9 +264,7 @@ fn fill_row(c: &Converter, v: i64, bits: u32, row: &mut [u64]) {
     SCRATCH.with_borrow_mut(|(cum, stack)| {
         // P(code <= k) at 32-bit resolution, for the codes within ±7σ.
         cum.clear();
-        cum.extend(
-            (lo..hi).map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32),
-        );
+        cum.extend((lo..hi).map(|code| (phi((code as f64 + 0.5 - u) / s) * 4294967296.0).min(u32::MAX as f64) as u32));
         // Drop codes that cannot occur at 32-bit resolution.
         let first = cum.iter().take_while(|&&t| t == 0).count();
         while cum.last() == Some(&u32::MAX) {
@@ -484,7 +508,10 @@ mod build_probe {
             let mut rows = 0;
             for _ in 0..200 {
                 let mut table = CodeTable::new(conv, 0, 784);
-                for i in table.lo..=table.hi { table.code(i, 0); rows += 1; }
+                for i in table.lo..=table.hi {
+                    table.code(i, 0);
+                    rows += 1;
+                }
             }
             let ns = t.elapsed().as_secs_f64() * 1e9 / rows as f64;
             println!("gain {gain}: bits {} rows {} {ns:.0} ns per row", CodeTable::bits_for(&conv), rows / 200);

@@ -1,12 +1,32 @@
-//! The per-worker cache of ADC code tables, bounded in bytes.
+//! Caches of ADC code tables, bounded in bytes: the tile's shared cache of complete tables and
+//! each worker's cache of lazily built large ones.
 //!
-//! A table is a pure function of its key (converter, row count, sum sign), so evicting one
-//! never changes a result, only the time to build it again. Adaptive ADC ranges make gains
-//! continuous, so a long run meets new keys at every step: without a bound the cache would
-//! grow with the number of steps.
+//! A table is a pure function of its key (converter, sum range), so evicting one never changes
+//! a result, only the time to build it again. Adaptive ADC ranges make gains continuous, so a
+//! long run meets new keys at every step: without a bound the cache would grow with the
+//! number of steps.
 
 use super::adc::CodeTable;
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+/// What a cache can measure.
+pub(crate) trait Measured {
+    /// Heap bytes held.
+    fn bytes(&self) -> usize;
+}
+
+impl Measured for CodeTable {
+    fn bytes(&self) -> usize {
+        CodeTable::bytes(self)
+    }
+}
+
+impl Measured for Arc<CodeTable> {
+    fn bytes(&self) -> usize {
+        CodeTable::bytes(self)
+    }
+}
 
 /// What identifies a code table.
 pub(crate) type TableKey = [u64; 4];
@@ -16,8 +36,8 @@ pub(crate) type TableKey = [u64; 4];
 pub(crate) const TABLE_BUDGET_BYTES: usize = 16 << 20;
 
 #[derive(Debug)]
-struct Entry {
-    table: CodeTable,
+struct Entry<T> {
+    table: T,
     /// The cache clock when the entry was last used.
     used: u64,
     /// Bytes counted for it when it was last measured.
@@ -26,28 +46,28 @@ struct Entry {
 
 /// Code tables by key, least recently used evicted first when over the byte budget.
 #[derive(Debug)]
-pub(crate) struct TableCache {
+pub(crate) struct TableCache<T> {
     /// Keyed by exact bit patterns: a fast non-cryptographic hash is enough.
-    map: FxHashMap<TableKey, Entry>,
+    map: FxHashMap<TableKey, Entry<T>>,
     clock: u64,
     budget: usize,
 }
 
-impl Default for TableCache {
+impl<T: Measured> Default for TableCache<T> {
     fn default() -> Self {
         TableCache::with_budget(TABLE_BUDGET_BYTES)
     }
 }
 
-impl TableCache {
-    pub fn with_budget(budget: usize) -> TableCache {
+impl<T: Measured> TableCache<T> {
+    pub fn with_budget(budget: usize) -> TableCache<T> {
         TableCache { map: FxHashMap::default(), clock: 0, budget }
     }
 
     /// The table of `key`, built by `make` when absent. Before a new table is added, tables
     /// are evicted (least recently used first) until the cache fits its budget; the table in
     /// use is never evicted, so one table larger than the budget still works.
-    pub fn get(&mut self, key: TableKey, make: impl FnOnce() -> CodeTable) -> &mut CodeTable {
+    pub fn get(&mut self, key: TableKey, make: impl FnOnce() -> T) -> &mut T {
         self.clock += 1;
         if !self.map.contains_key(&key) {
             self.shrink();

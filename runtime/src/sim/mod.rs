@@ -29,6 +29,7 @@ pub use input::InputBatch;
 pub use matrix::{Programmed, StoredMatrix};
 
 use crate::config::{Adaptability, AdcZero, HardwareConfig};
+use adc::CodeTable;
 use cache::TableCache;
 use input::Schedule;
 use kernel::KernelPath;
@@ -36,7 +37,7 @@ use ndarray::Array2;
 use ndarray::Axis;
 use rayon::prelude::*;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A rejected parameter or operand. The simulator never panics on bad input.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,8 +131,11 @@ impl PlaneStats {
 pub struct Tile {
     hw: HardwareConfig,
     path: KernelPath,
-    /// ADC code tables per worker thread, bounded in bytes.
-    tables: Vec<Mutex<TableCache>>,
+    /// Complete ADC code tables, shared by the workers, bounded in bytes.
+    complete: Mutex<TableCache<Arc<CodeTable>>>,
+    /// Lazily built ADC code tables (those too large to build completely) per worker thread,
+    /// bounded in bytes.
+    tables: Vec<Mutex<TableCache<CodeTable>>>,
 }
 
 /// Input vectors per parallel task (fixed, so results do not depend on the thread count).
@@ -177,13 +181,16 @@ impl Tile {
         Ok(Tile {
             hw: hw.clone(),
             path: kernel::detect(),
+            complete: Mutex::new(TableCache::default()),
             tables: (0..workers).map(|_| Mutex::new(TableCache::default())).collect(),
         })
     }
 
-    /// Bounds the ADC code tables each worker keeps to `bytes` (default 16 MiB). Tables are
-    /// rebuilt when needed again, so results never depend on the budget.
+    /// Bounds the complete ADC code tables the tile keeps, and the lazily built ones each
+    /// worker keeps, to `bytes` each (default 16 MiB). Tables are rebuilt when needed again,
+    /// so results never depend on the budget.
     pub fn with_table_budget(mut self, bytes: usize) -> Tile {
+        self.complete = Mutex::new(TableCache::with_budget(bytes));
         for t in &mut self.tables {
             *t = Mutex::new(TableCache::with_budget(bytes));
         }
@@ -199,7 +206,8 @@ impl Tile {
     /// Bytes of ADC code tables cached now, over all workers (bounded: memory stays flat
     /// however many steps a run takes).
     pub fn cached_table_bytes(&self) -> usize {
-        self.tables.iter().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).bytes()).sum()
+        let lazy: usize = self.tables.iter().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).bytes()).sum();
+        lazy + self.complete.lock().unwrap_or_else(|e| e.into_inner()).bytes()
     }
 
     /// The hardware.
@@ -244,6 +252,31 @@ impl Tile {
     /// Number of input planes (gains) an input of this kind uses on this chip.
     pub fn planes(&self, x: &InputBatch<'_>) -> Result<usize, SimError> {
         Ok(Schedule::new(&self.hw, x)?.planes)
+    }
+
+    /// The complete code table of every row-tile and plane group of `job` that gets one (exact
+    /// sums, few stored rows): from the shared cache, or built now with its rows in parallel,
+    /// once for all workers.
+    fn complete_tables(&self, job: &run::Job<'_, '_>) -> Vec<Option<Arc<CodeTable>>> {
+        if !job.exact {
+            return Vec::new();
+        }
+        let groups = job.sched.groups.len();
+        let mut cache = self.complete.lock().unwrap_or_else(|e| e.into_inner());
+        (0..job.w.row_tiles() * groups)
+            .map(|tg| {
+                let (conv, vmin, vmax) = job.converter(tg / groups, &job.sched.groups[tg % groups]);
+                if !CodeTable::fits(&conv, vmin, vmax) {
+                    return None;
+                }
+                if CodeTable::stored_rows(&conv, vmin, vmax) > run::EAGER_ROWS {
+                    return None;
+                }
+                let key = CodeTable::key(&conv, vmin, vmax);
+                let table = cache.get(key, || Arc::new(CodeTable::complete(conv, vmin, vmax)));
+                Some(Arc::clone(table))
+            })
+            .collect()
     }
 
     fn check_gain(&self, g: f64) -> Result<(), SimError> {
@@ -304,7 +337,7 @@ impl Tile {
         for &g in &gain_of {
             self.check_gain(g)?;
         }
-        let job = run::Job {
+        let mut job = run::Job {
             w,
             x,
             sched: &sched,
@@ -313,13 +346,16 @@ impl Tile {
             path: self.path,
             seed,
             exact: sched.exact_levels && w.gain.is_empty(),
+            prebuilt: &[],
         };
+        let prebuilt = self.complete_tables(&job);
+        job.prebuilt = &prebuilt;
         let mut out = Array2::<f64>::zeros((n, w.outputs));
         let caches = &self.tables;
         // Input vectors are independent (each has its own noise stream), so fixed chunks of
         // them run in parallel; events and statistics are merged in chunk order, so the result
-        // does not depend on the number of threads. Each worker thread keeps its own lazily
-        // built ADC tables (their contents are a pure function of the key).
+        // does not depend on the number of threads. Tables too large to build completely are
+        // built lazily, per worker thread (their contents are a pure function of the key).
         let chunk_results: Vec<Result<(Events, PlaneStats), SimError>> = out
             .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
             .into_par_iter()

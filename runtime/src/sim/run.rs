@@ -13,6 +13,7 @@ use super::{Events, InputBatch, PlaneStats, SimError, noise};
 use crate::config::{HardwareConfig, NoiseScaling};
 use ndarray::{ArrayViewMut2, Axis};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::sync::Arc;
 
 /// What every chunk of one MVM shares.
 pub(super) struct Job<'a, 'x> {
@@ -26,7 +27,14 @@ pub(super) struct Job<'a, 'x> {
     pub seed: u64,
     /// Integer levels and no gain mismatch: convert through the exact code tables.
     pub exact: bool,
+    /// Per row-tile `t` and plane group `g` (at `t · groups + g`), its complete code table
+    /// when the tile built one for this call; otherwise tables are built lazily per worker.
+    pub prebuilt: &'a [Option<Arc<CodeTable>>],
 }
+
+/// Stored rows of a code table small enough to build completely before a call (in parallel,
+/// shared by the workers); larger tables are built row by row as sums occur, per worker.
+pub(super) const EAGER_ROWS: u64 = 4096;
 
 /// One worker's scratch buffers, reused across its input vectors.
 struct Buffers {
@@ -46,6 +54,8 @@ struct PlaneGroup<'g> {
     t: usize,
     /// The draw number of this group's first conversion within its input vector.
     counter: u64,
+    /// The group's index in the schedule.
+    gi: usize,
     vmin: i64,
     vmax: i64,
     g: &'g input::Group,
@@ -55,7 +65,7 @@ struct PlaneGroup<'g> {
 impl Job<'_, '_> {
     /// The converter of plane group `g` on row-tile `t`, and the integer column sums the group
     /// can produce there.
-    fn converter(&self, t: usize, g: &Group) -> (Converter, i64, i64) {
+    pub(super) fn converter(&self, t: usize, g: &Group) -> (Converter, i64, i64) {
         let (hw, rows_here) = (self.hw, self.w.rows_in(t));
         let noise_rows = match hw.noise.scaling {
             NoiseScaling::PhysicalRows => hw.rows as f64,
@@ -79,7 +89,7 @@ impl Job<'_, '_> {
         &self,
         first: usize,
         mut out: ArrayViewMut2<'_, f64>,
-        tables: &mut TableCache,
+        tables: &mut TableCache<CodeTable>,
     ) -> Result<(Events, PlaneStats), SimError> {
         let (outputs, words) = (self.w.outputs, self.w.words);
         let mut ev = Events::default();
@@ -116,7 +126,7 @@ impl Job<'_, '_> {
         out_row: &mut [f64],
         key: u64,
         rng: &mut Xoshiro256PlusPlus,
-        tables: &mut TableCache,
+        tables: &mut TableCache<CodeTable>,
         buf: &mut Buffers,
         ev: &mut Events,
         stats: &mut PlaneStats,
@@ -147,7 +157,7 @@ impl Job<'_, '_> {
             // Every conversion of this input vector has its own draw number; each weight
             // bit's block starts on an even one (a whole 64-bit draw).
             let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs.next_multiple_of(2)) as u64;
-            let pg = PlaneGroup { t, counter, vmin, vmax, g, conv };
+            let pg = PlaneGroup { t, gi, counter, vmin, vmax, g, conv };
             // Exact tables for integer sums, unless one would be too large (very wide noise
             // on a high-resolution ADC): then each conversion is sampled directly.
             if self.exact && CodeTable::fits(&conv, vmin, vmax) {
@@ -167,14 +177,19 @@ impl Job<'_, '_> {
         pg: &PlaneGroup<'_>,
         out_row: &mut [f64],
         key: u64,
-        tables: &mut TableCache,
+        tables: &mut TableCache<CodeTable>,
         buf: &mut Buffers,
         stats: &mut PlaneStats,
     ) {
         let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
         let (vmin, vmax) = (pg.vmin, pg.vmax);
-        let table = tables.get(CodeTable::key(&conv, vmin, vmax), || CodeTable::new(conv, vmin, vmax));
+        // The tile's complete table, or this worker's lazily built one.
+        let shared = self.prebuilt.get(t * self.sched.groups.len() + pg.gi).and_then(|p| p.as_deref());
+        let mut lazy = match shared {
+            Some(_) => None,
+            None => Some(tables.get(CodeTable::key(&conv, vmin, vmax), || CodeTable::new(conv, vmin, vmax))),
+        };
         let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
@@ -202,8 +217,19 @@ impl Job<'_, '_> {
             let weight = w.bit_weight_int(m as u32);
             let counter = pg.counter + (m * outputs.next_multiple_of(2)) as u64;
             let (idx, acc, scratch) = (&buf.idx, &mut buf.acc, &mut buf.convert);
-            let moments = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
-            convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code(i, r));
+            let moments = match (shared, lazy.as_deref_mut()) {
+                (Some(table), _) => {
+                    let m = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
+                    convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code_built(i, r));
+                    m
+                }
+                (None, Some(table)) => {
+                    let m = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
+                    convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code(i, r));
+                    m
+                }
+                (None, None) => unreachable!("a shared or a lazy table"),
+            };
             stats.record_moments(g.plane, &moments, vmin);
         }
         add_scaled(out_row, &buf.acc, g.weight * conv.lsb);
