@@ -38,7 +38,6 @@ pub(super) const EAGER_ROWS: u64 = 4096;
 
 /// One worker's scratch buffers, reused across its input vectors.
 struct Buffers {
-    masks: Vec<u64>,
     counts: Vec<u32>,
     sums: Vec<i64>,
     idx: Vec<u32>,
@@ -85,18 +84,25 @@ impl Job<'_, '_> {
     }
 
     /// Input vectors `first..` (the rows of `out`): returns the chunk's events and statistics.
+    ///
+    /// Per row-tile, the drive masks of every vector of the chunk first; then per plane group
+    /// every vector, so a group's code table stays in cache across the chunk. Each vector's
+    /// draws depend only on its key and draw numbers (and its direct-path stream is consumed
+    /// in the same order as vector by vector), so the order does not change any code.
     pub(super) fn chunk(
         &self,
         first: usize,
         mut out: ArrayViewMut2<'_, f64>,
         tables: &mut TableCache<CodeTable>,
     ) -> Result<(Events, PlaneStats), SimError> {
-        let (outputs, words) = (self.w.outputs, self.w.words);
+        let (hw, w) = (self.hw, self.w);
+        let (outputs, words, rows) = (w.outputs, w.words, out.nrows());
         let mut ev = Events::default();
         let mut stats = PlaneStats::default();
         stats.reset(self.sched.planes);
+        let stride = self.sched.masks * words;
+        let mut masks = vec![0u64; rows * stride];
         let mut buf = Buffers {
-            masks: vec![0u64; self.sched.masks * words],
             counts: vec![0u32; outputs],
             sums: vec![0i64; outputs],
             idx: vec![0u32; outputs],
@@ -105,76 +111,62 @@ impl Job<'_, '_> {
             driven: Vec::new(),
             convert: convert::Scratch::default(),
         };
-        for (r, out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
-            let row = first + r;
-            let key = noise::row_key(self.seed, row as u64);
-            let mut rng = noise::stream(key);
-            let out_row = out_row.into_slice().expect("standard layout");
-            for t in 0..self.w.row_tiles() {
-                self.row_tile(row, t, out_row, key, &mut rng, tables, &mut buf, &mut ev, &mut stats)?;
+        let keys: Vec<u64> = (0..rows).map(|r| noise::row_key(self.seed, (first + r) as u64)).collect();
+        let mut rngs: Vec<Xoshiro256PlusPlus> = keys.iter().map(|&k| noise::stream(k)).collect();
+        let n_groups = self.sched.groups.len();
+        let conversions = (outputs * w.bits as usize) as u64;
+        for t in 0..w.row_tiles() {
+            let rows_here = w.rows_in(t);
+            for (r, m) in masks.chunks_exact_mut(stride).enumerate() {
+                self.sched.fill_masks(self.x, first + r, t * w.tile_rows, rows_here, words, m)?;
+            }
+            for (gi, g) in self.sched.groups.iter().enumerate() {
+                let (conv, vmin, vmax) = self.converter(t, g);
+                // Every conversion of a vector has its own draw number; each weight bit's
+                // block starts on an even one (a whole 64-bit draw).
+                let counter = ((t * n_groups + gi) * w.bits as usize * outputs.next_multiple_of(2)) as u64;
+                let pg = PlaneGroup { t, gi, counter, vmin, vmax, g, conv };
+                // Exact tables for integer sums, unless one would be too large (very wide
+                // noise on a high-resolution ADC): then each conversion is sampled directly.
+                let exact = self.exact && CodeTable::fits(&conv, vmin, vmax);
+                for (r, mut out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
+                    let m = &masks[r * stride..(r + 1) * stride];
+                    let driven: u64 = g
+                        .terms
+                        .iter()
+                        .map(|tm| {
+                            m[tm.mask * words..(tm.mask + 1) * words].iter().map(|x| x.count_ones() as u64).sum::<u64>()
+                        })
+                        .sum();
+                    if driven == 0 && hw.skip_empty_planes {
+                        ev.skipped_planes += 1;
+                        ev.skipped_conversions += conversions;
+                        continue;
+                    }
+                    ev.conversions += conversions;
+                    ev.column_evals += conversions;
+                    ev.shift_adds += conversions;
+                    ev.input_bits += driven;
+                    let out_row = out_row.as_slice_mut().expect("standard layout");
+                    if exact {
+                        self.exact_group(&pg, m, out_row, keys[r], tables, &mut buf, &mut stats);
+                    } else {
+                        self.sampled_group(&pg, m, out_row, &mut rngs[r], &mut buf, &mut stats);
+                    }
+                }
             }
         }
         Ok((ev, stats))
     }
 
-    /// Row-tile `t` of input vector `row`: every plane group, converted and accumulated.
-    #[allow(clippy::too_many_arguments)]
-    fn row_tile(
-        &self,
-        row: usize,
-        t: usize,
-        out_row: &mut [f64],
-        key: u64,
-        rng: &mut Xoshiro256PlusPlus,
-        tables: &mut TableCache<CodeTable>,
-        buf: &mut Buffers,
-        ev: &mut Events,
-        stats: &mut PlaneStats,
-    ) -> Result<(), SimError> {
-        let (hw, w, words) = (self.hw, self.w, self.w.words);
-        let rows_here = w.rows_in(t);
-        self.sched.fill_masks(self.x, row, t * w.tile_rows, rows_here, words, &mut buf.masks)?;
-        let n_groups = self.sched.groups.len();
-        for (gi, g) in self.sched.groups.iter().enumerate() {
-            let driven: u64 = g
-                .terms
-                .iter()
-                .map(|tm| {
-                    buf.masks[tm.mask * words..(tm.mask + 1) * words].iter().map(|x| x.count_ones() as u64).sum::<u64>()
-                })
-                .sum();
-            let conversions = (w.outputs * w.bits as usize) as u64;
-            if driven == 0 && hw.skip_empty_planes {
-                ev.skipped_planes += 1;
-                ev.skipped_conversions += conversions;
-                continue;
-            }
-            ev.conversions += conversions;
-            ev.column_evals += conversions;
-            ev.shift_adds += conversions;
-            ev.input_bits += driven;
-            let (conv, vmin, vmax) = self.converter(t, g);
-            // Every conversion of this input vector has its own draw number; each weight
-            // bit's block starts on an even one (a whole 64-bit draw).
-            let counter = ((t * n_groups + gi) * w.bits as usize * w.outputs.next_multiple_of(2)) as u64;
-            let pg = PlaneGroup { t, gi, counter, vmin, vmax, g, conv };
-            // Exact tables for integer sums, unless one would be too large (very wide noise
-            // on a high-resolution ADC): then each conversion is sampled directly.
-            if self.exact && CodeTable::fits(&conv, vmin, vmax) {
-                self.exact_group(&pg, out_row, key, tables, buf, stats);
-            } else {
-                self.sampled_group(&pg, out_row, rng, buf, stats);
-            }
-        }
-        Ok(())
-    }
-
     /// A plane group with integer levels: column sums through the exact code table. Codes
     /// accumulate exactly as integers over the weight bits (the near-memory shift-and-add);
     /// the plane's scale is applied once.
+    #[allow(clippy::too_many_arguments)]
     fn exact_group(
         &self,
         pg: &PlaneGroup<'_>,
+        masks: &[u64],
         out_row: &mut [f64],
         key: u64,
         tables: &mut TableCache<CodeTable>,
@@ -190,7 +182,7 @@ impl Job<'_, '_> {
             Some(_) => None,
             None => Some(tables.get(CodeTable::key(&conv, vmin, vmax), || CodeTable::new(conv, vmin, vmax))),
         };
-        let mask_of = |tm: &input::Term| &buf.masks[tm.mask * words..(tm.mask + 1) * words];
+        let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
         if single {
@@ -239,6 +231,7 @@ impl Job<'_, '_> {
     fn sampled_group(
         &self,
         pg: &PlaneGroup<'_>,
+        masks: &[u64],
         out_row: &mut [f64],
         rng: &mut Xoshiro256PlusPlus,
         buf: &mut Buffers,
@@ -252,7 +245,7 @@ impl Job<'_, '_> {
             buf.real_sums.fill(0.0);
             for tm in &g.terms {
                 buf.counts.fill(0);
-                let mask = &buf.masks[tm.mask * words..(tm.mask + 1) * words];
+                let mask = &masks[tm.mask * words..(tm.mask + 1) * words];
                 kernel::accumulate(self.path, mask, planes, outputs, &mut buf.counts);
                 for (s, &c) in buf.real_sums.iter_mut().zip(&buf.counts) {
                     *s += tm.level_actual * c as f64;
