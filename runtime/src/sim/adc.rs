@@ -78,6 +78,9 @@ fn phi(x: f64) -> f64 {
 /// instead ([`Converter::sample_direct`]).
 const MAX_BUCKETS: u64 = 1 << 26;
 
+/// Stored rows from which a complete table is built in parallel.
+const PARALLEL_ROWS: usize = 64;
+
 /// The low 16 bits of a bucket: the code it keeps, biased so that 0 means "not built".
 const FIELD: u64 = 0xffff;
 
@@ -181,11 +184,19 @@ impl CodeTable {
         use rayon::prelude::*;
         let mut t = CodeTable::new(conv, vmin, vmax);
         let (bits, first) = (t.bits, vmin + i64::from(t.lo));
-        t.buckets
-            .par_chunks_mut(1 << bits)
-            .enumerate()
-            .for_each(|(r, row)| fill_row(&conv, first + r as i64, bits, row));
+        let fill = |(r, row): (usize, &mut [u64])| fill_row(&conv, first + r as i64, bits, row);
+        // Handing rows to other threads pays only for many (a wake-up costs microseconds).
+        if t.rows() >= PARALLEL_ROWS {
+            t.buckets.par_chunks_mut(1 << bits).enumerate().for_each(fill);
+        } else {
+            t.buckets.chunks_mut(1 << bits).enumerate().for_each(fill);
+        }
         t
+    }
+
+    /// Rows stored.
+    fn rows(&self) -> usize {
+        (self.hi - self.lo + 1) as usize
     }
 
     /// Rows the table of `conv` for sums `vmin..=vmax` stores: the sums whose code can vary,

@@ -8,6 +8,7 @@
 
 use super::adc::CodeTable;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What a cache can measure.
@@ -38,9 +39,9 @@ pub(crate) const TABLE_BUDGET_BYTES: usize = 16 << 20;
 #[derive(Debug)]
 struct Entry<T> {
     table: T,
-    /// The cache clock when the entry was last used.
+    /// The cache clock when the entry was last used (its key in `order`).
     used: u64,
-    /// Bytes counted for it when it was last measured.
+    /// Its bytes (a table's size is fixed when it is made).
     bytes: usize,
 }
 
@@ -49,6 +50,10 @@ struct Entry<T> {
 pub(crate) struct TableCache<T> {
     /// Keyed by exact bit patterns: a fast non-cryptographic hash is enough.
     map: FxHashMap<TableKey, Entry<T>>,
+    /// Keys by last use, oldest first.
+    order: BTreeMap<u64, TableKey>,
+    /// Bytes of all entries.
+    total: usize,
     clock: u64,
     budget: usize,
 }
@@ -61,7 +66,7 @@ impl<T: Measured> Default for TableCache<T> {
 
 impl<T: Measured> TableCache<T> {
     pub fn with_budget(budget: usize) -> TableCache<T> {
-        TableCache { map: FxHashMap::default(), clock: 0, budget }
+        TableCache { map: FxHashMap::default(), order: BTreeMap::new(), total: 0, clock: 0, budget }
     }
 
     /// The table of `key`, built by `make` when absent. Before a new table is added, tables
@@ -69,32 +74,27 @@ impl<T: Measured> TableCache<T> {
     /// use is never evicted, so one table larger than the budget still works.
     pub fn get(&mut self, key: TableKey, make: impl FnOnce() -> T) -> &mut T {
         self.clock += 1;
-        if !self.map.contains_key(&key) {
-            self.shrink();
+        let clock = self.clock;
+        if let Some(e) = self.map.get(&key) {
+            self.order.remove(&e.used);
+        } else {
+            while self.total > self.budget {
+                let Some((_, old)) = self.order.pop_first() else { break };
+                self.total -= self.map.remove(&old).map_or(0, |e| e.bytes);
+            }
             let table = make();
             let bytes = table.bytes();
-            self.map.insert(key, Entry { table, used: 0, bytes });
+            self.total += bytes;
+            self.map.insert(key, Entry { table, used: clock, bytes });
         }
+        self.order.insert(clock, key);
         let e = self.map.get_mut(&key).expect("present or just inserted");
-        e.used = self.clock;
+        e.used = clock;
         &mut e.table
-    }
-
-    /// Evicts least recently used tables until the rest fit the budget.
-    fn shrink(&mut self) {
-        // Tables grow as rows are built lazily: measure them again.
-        for e in self.map.values_mut() {
-            e.bytes = e.table.bytes();
-        }
-        let mut total: usize = self.map.values().map(|e| e.bytes).sum();
-        while total > self.budget {
-            let Some((&k, _)) = self.map.iter().min_by_key(|(_, e)| e.used) else { break };
-            total -= self.map.remove(&k).map_or(0, |e| e.bytes);
-        }
     }
 
     /// Bytes the cached tables hold now.
     pub fn bytes(&self) -> usize {
-        self.map.values().map(|e| e.table.bytes()).sum()
+        self.total
     }
 }

@@ -224,7 +224,7 @@ impl Job<'_, '_> {
             };
             stats.record_moments(g.plane, &moments, vmin);
         }
-        add_scaled(out_row, &buf.acc, g.weight * conv.lsb);
+        add_scaled(self.path, out_row, &buf.acc, g.weight * conv.lsb);
     }
 
     /// A plane group with non-integer levels or gain mismatch: each conversion sampled directly.
@@ -266,14 +266,41 @@ impl Job<'_, '_> {
     }
 }
 
-/// `out[j] += scale · acc[j]`. The accumulators are far below 2⁵¹ (16-bit codes times the
-/// weight bits), where `a as f64` equals the magic-number conversion below: exact, and it
-/// vectorizes on any x86-64 (a packed i64 → f64 conversion needs AVX-512DQ).
-fn add_scaled(out: &mut [f64], acc: &[i64], scale: f64) {
+/// `out[j] += scale · acc[j]`, multiplied and added separately (no fused multiply-add, so
+/// every path rounds alike). The accumulators are far below 2⁵¹ (16-bit codes times the weight
+/// bits), where `a as f64`, AVX-512DQ's conversion and the magic-number conversion of the
+/// portable path are all exact.
+fn add_scaled(path: KernelPath, out: &mut [f64], acc: &[i64], scale: f64) {
+    let n = out.len().min(acc.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if convert::avx512_usable(path) {
+        // SAFETY: AVX-512F and DQ were checked on this CPU.
+        done = unsafe { add_scaled_avx512(&mut out[..n], &acc[..n], scale) };
+    }
+    let _ = path;
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 2⁵² + 2⁵¹
-    for (o, &a) in out.iter_mut().zip(acc) {
+    for (o, &a) in out[done..n].iter_mut().zip(&acc[done..n]) {
         debug_assert!(a.unsigned_abs() < 1 << 51);
         let exact = f64::from_bits(a.wrapping_add(MAGIC.to_bits() as i64) as u64) - MAGIC;
         *o += scale * exact;
     }
+}
+
+/// [`add_scaled`] eight at a time; returns how many it did.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn add_scaled_avx512(out: &mut [f64], acc: &[i64], scale: f64) -> usize {
+    use std::arch::x86_64::*;
+    let full = out.len() / 8 * 8;
+    let sv = _mm512_set1_pd(scale);
+    for j in (0..full).step_by(8) {
+        // SAFETY: `j + 8 <= full <= len` of both (same length).
+        unsafe {
+            let a = _mm512_cvtepi64_pd(_mm512_loadu_si512(acc.as_ptr().add(j).cast()));
+            let o = out.as_mut_ptr().add(j);
+            _mm512_storeu_pd(o, _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(sv, a)));
+        }
+    }
+    full
 }
