@@ -141,6 +141,9 @@ pub struct Tile {
 /// Input vectors per parallel task (fixed, so results do not depend on the thread count).
 const ROW_CHUNK: usize = 8;
 
+/// Conversions (at most) below which an MVM runs on the calling thread.
+const PARALLEL_WORK: usize = 1 << 16;
+
 impl fmt::Debug for Tile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tile").field("hw", &self.hw).field("path", &self.path).finish()
@@ -356,16 +359,20 @@ impl Tile {
         // them run in parallel; events and statistics are merged in chunk order, so the result
         // does not depend on the number of threads. Tables too large to build completely are
         // built lazily, per worker thread (their contents are a pure function of the key).
-        let chunk_results: Vec<Result<(Events, PlaneStats), SimError>> = out
-            .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
-            .into_par_iter()
-            .enumerate()
-            .map(|(ci, chunk)| {
-                let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
-                let mut guard = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
-                job.chunk(ci * ROW_CHUNK, chunk, &mut guard)
-            })
-            .collect();
+        let run_chunk = |(ci, chunk)| {
+            let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
+            let mut guard = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
+            job.chunk(ci * ROW_CHUNK, chunk, &mut guard)
+        };
+        // A small MVM runs on the calling thread: waking the pool would cost more than it
+        // saves. The chunks and their merge order are the same either way.
+        let work = n * w.row_tiles() * sched.groups.len() * w.bits as usize * w.outputs;
+        let chunks = out.axis_chunks_iter_mut(Axis(0), ROW_CHUNK);
+        let chunk_results: Vec<Result<(Events, PlaneStats), SimError>> = if work < PARALLEL_WORK {
+            chunks.into_iter().enumerate().map(run_chunk).collect()
+        } else {
+            chunks.into_par_iter().enumerate().map(run_chunk).collect()
+        };
         stats.reset(sched.planes);
         for res in chunk_results {
             let (e, st) = res?;
