@@ -30,6 +30,15 @@ impl Default for Moments {
 }
 
 impl Moments {
+    /// Adds another block's moments.
+    pub fn merge(&mut self, o: &Moments) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.sum_sq += o.sum_sq;
+        self.lo = self.lo.min(o.lo);
+        self.hi = self.hi.max(o.hi);
+    }
+
     #[inline(always)]
     fn add(&mut self, i: u32) {
         self.count += 1;
@@ -144,10 +153,10 @@ fn fast_tail(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Moments, Parts, fast_tail, noise};
+    use super::{Moments, Parts, noise};
     use std::arch::x86_64::*;
 
-    /// [`fast_tail`] sixteen conversions at a time.
+    /// [`fast_tail`](super::fast_tail) sixteen conversions at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn fast_pass(
@@ -162,9 +171,9 @@ mod avx512 {
     ) -> Moments {
         let Parts { bits, unbias, lo: row_lo, hi: row_hi, buckets } = parts;
         let n = idx.len();
-        let full = n / 16 * 16;
+        let blocks = n.div_ceil(16);
         misses.clear();
-        misses.resize(full / 16, 0);
+        misses.resize(blocks, 0);
         let zero = _mm512_setzero_si512();
         let (row_lo, row_hi) = (_mm512_set1_epi32(row_lo as i32), _mm512_set1_epi32(row_hi as i32));
         let low_mask = _mm512_set1_epi64(i64::from(u32::MAX >> bits));
@@ -182,37 +191,44 @@ mod avx512 {
         });
         // Eight conversions (one half of a step): the gathered buckets, their draws, the code
         // (kept or alias) into the accumulators of built lanes; returns the built lanes.
-        let half = |bucket: __m512i, r: __m256i, a_ptr: *mut i64| -> u8 {
-            let built = _mm512_test_epi64_mask(bucket, field);
+        let half = |bucket: __m512i, r: __m256i, a_ptr: *mut i64, valid: u8| -> u8 {
+            let built = _mm512_mask_test_epi64_mask(valid, bucket, field);
             let low = _mm512_and_si512(_mm512_cvtepu32_epi64(r), low_mask);
             let keep = _mm512_cmplt_epu64_mask(low, _mm512_srli_epi64::<32>(bucket));
             let kept = _mm512_and_si512(bucket, field);
             let alias = _mm512_and_si512(_mm512_srli_epi64::<16>(bucket), field);
             let code = _mm512_add_epi64(_mm512_mask_blend_epi64(keep, alias, kept), unbias);
-            // SAFETY: the caller passes eight accumulators at `a_ptr`.
+            // SAFETY: the caller passes `valid` accumulators at `a_ptr`.
             unsafe {
-                let a = _mm512_loadu_si512(a_ptr.cast());
-                _mm512_storeu_si512(a_ptr.cast(), _mm512_mask_add_epi64(a, built, a, _mm512_mullo_epi64(code, wv)));
+                let a = _mm512_maskz_loadu_epi64(valid, a_ptr);
+                _mm512_mask_storeu_epi64(
+                    a_ptr,
+                    valid,
+                    _mm512_mask_add_epi64(a, built, a, _mm512_mullo_epi64(code, wv)),
+                );
             }
             built
         };
-        // SAFETY (all loads, stores and gathers below): `j + 16 <= full <= n` for `idx` and
-        // `acc` (same length, checked by the caller); every index is clamped to a stored row,
-        // so `row << bits | k` is below `buckets.len()`; `misses` has `full / 16` entries.
+        // SAFETY (all loads, stores and gathers below): only the `valid` lanes of `idx` and
+        // `acc` (same length, checked by the caller) are read and written; every index is
+        // clamped to a stored row, so `row << bits | k` is below `buckets.len()` (masked-off
+        // lanes read index 0); `misses` has one entry per block.
         let mut z = unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) };
         let (mut sum, mut sq) = (zero, zero);
         let (mut lo, mut hi) = (_mm512_set1_epi32(-1), zero);
         let mut j = 0;
-        while j < full {
-            let iv = unsafe { _mm512_loadu_si512(idx.as_ptr().add(j).cast()) };
+        while j < n {
+            // The last block may be partial: its missing lanes are masked off throughout.
+            let valid: u16 = if n - j >= 16 { u16::MAX } else { (1u16 << (n - j)) - 1 };
+            let iv = unsafe { _mm512_maskz_loadu_epi32(valid, idx.as_ptr().add(j).cast()) };
             let (iv_lo, iv_hi) = (
                 _mm512_cvtepu32_epi64(_mm512_castsi512_si256(iv)),
                 _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(iv)),
             );
             sum = _mm512_add_epi64(sum, _mm512_add_epi64(iv_lo, iv_hi));
             sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epu32(iv_lo, iv_lo), _mm512_mul_epu32(iv_hi, iv_hi)));
-            lo = _mm512_min_epu32(lo, iv);
-            hi = _mm512_max_epu32(hi, iv);
+            lo = _mm512_mask_min_epu32(lo, valid, lo, iv);
+            hi = _mm512_mask_max_epu32(hi, valid, hi, iv);
             // Sixteen draws: SplitMix64's finalizer on eight counters, split in halves.
             let mut r = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
             r = _mm512_mullo_epi64(r, m1);
@@ -232,10 +248,11 @@ mod avx512 {
                 )
             };
             let a_ptr = unsafe { acc.as_mut_ptr().add(j) };
-            let built = u16::from(half(b_lo, r_lo, a_ptr)) | u16::from(half(b_hi, r_hi, unsafe { a_ptr.add(8) })) << 8;
+            let built = u16::from(half(b_lo, r_lo, a_ptr, valid as u8))
+                | u16::from(half(b_hi, r_hi, unsafe { a_ptr.add(8) }, (valid >> 8) as u8)) << 8;
             // Which lanes the table must finish, listed after the loop: no call in the loop,
             // so the vectors stay in registers.
-            unsafe { *misses.as_mut_ptr().add(j / 16) = !built };
+            unsafe { *misses.as_mut_ptr().add(j / 16) = valid & !built };
             j += 16;
         }
         for (c, &miss) in misses.iter().enumerate() {
@@ -245,18 +262,16 @@ mod avx512 {
                 rest &= rest - 1;
             }
         }
-        let mut m = Moments::default();
-        if full > 0 {
-            m = Moments {
-                count: full as u64,
-                sum: _mm512_reduce_add_epi64(sum) as u64,
-                sum_sq: _mm512_reduce_add_epi64(sq) as u64,
-                lo: _mm512_reduce_min_epu32(lo),
-                hi: _mm512_reduce_max_epu32(hi),
-            };
+        if n == 0 {
+            return Moments::default();
         }
-        fast_tail(parts, idx, weight, acc, key, counter, full, slow, &mut m);
-        m
+        Moments {
+            count: n as u64,
+            sum: _mm512_reduce_add_epi64(sum) as u64,
+            sum_sq: _mm512_reduce_add_epi64(sq) as u64,
+            lo: _mm512_reduce_min_epu32(lo),
+            hi: _mm512_reduce_max_epu32(hi),
+        }
     }
 }
 

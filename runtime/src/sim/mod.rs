@@ -133,9 +133,9 @@ pub struct Tile {
     path: KernelPath,
     /// Complete ADC code tables, shared by the workers, bounded in bytes.
     complete: Mutex<TableCache<Arc<CodeTable>>>,
-    /// Lazily built ADC code tables (those too large to build completely) per worker thread,
-    /// bounded in bytes.
-    tables: Vec<Mutex<TableCache<CodeTable>>>,
+    /// Per worker thread: lazily built ADC code tables (those too large to build completely),
+    /// bounded in bytes, and scratch buffers.
+    tables: Vec<Mutex<run::Worker>>,
 }
 
 /// Input vectors per parallel task (fixed, so results do not depend on the thread count).
@@ -185,7 +185,7 @@ impl Tile {
             hw: hw.clone(),
             path: kernel::detect(),
             complete: Mutex::new(TableCache::default()),
-            tables: (0..workers).map(|_| Mutex::new(TableCache::default())).collect(),
+            tables: (0..workers).map(|_| Mutex::new(run::Worker::default())).collect(),
         })
     }
 
@@ -195,7 +195,7 @@ impl Tile {
     pub fn with_table_budget(mut self, bytes: usize) -> Tile {
         self.complete = Mutex::new(TableCache::with_budget(bytes));
         for t in &mut self.tables {
-            *t = Mutex::new(TableCache::with_budget(bytes));
+            *t = Mutex::new(run::Worker::with_table_budget(bytes));
         }
         self
     }
@@ -209,7 +209,7 @@ impl Tile {
     /// Bytes of ADC code tables cached now, over all workers (bounded: memory stays flat
     /// however many steps a run takes).
     pub fn cached_table_bytes(&self) -> usize {
-        let lazy: usize = self.tables.iter().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).bytes()).sum();
+        let lazy: usize = self.tables.iter().map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).table_bytes()).sum();
         lazy + self.complete.lock().unwrap_or_else(|e| e.into_inner()).bytes()
     }
 
@@ -257,27 +257,21 @@ impl Tile {
         Ok(Schedule::new(&self.hw, x)?.planes)
     }
 
-    /// The complete code table of every row-tile and plane group of `job` that gets one (exact
-    /// sums, few stored rows): from the shared cache, or built now with its rows in parallel,
-    /// once for all workers.
-    fn complete_tables(&self, job: &run::Job<'_, '_>) -> Vec<Option<Arc<CodeTable>>> {
-        if !job.exact {
-            return Vec::new();
-        }
+    /// How every row-tile and plane group of `job` converts: its converter, exact tables or
+    /// direct sampling, and its complete code table when it gets one (few stored rows: from
+    /// the shared cache, or built now, once for all workers).
+    fn plan_groups(&self, job: &run::Job<'_, '_>) -> Vec<run::GroupPlan> {
         let groups = job.sched.groups.len();
         let mut cache = self.complete.lock().unwrap_or_else(|e| e.into_inner());
         (0..job.w.row_tiles() * groups)
             .map(|tg| {
                 let (conv, vmin, vmax) = job.converter(tg / groups, &job.sched.groups[tg % groups]);
-                if !CodeTable::fits(&conv, vmin, vmax) {
-                    return None;
-                }
-                if CodeTable::stored_rows(&conv, vmin, vmax) > run::EAGER_ROWS {
-                    return None;
-                }
-                let key = CodeTable::key(&conv, vmin, vmax);
-                let table = cache.get(key, || Arc::new(CodeTable::complete(conv, vmin, vmax)));
-                Some(Arc::clone(table))
+                let exact = job.exact && CodeTable::fits(&conv, vmin, vmax);
+                let table = (exact && CodeTable::stored_rows(&conv, vmin, vmax) <= run::EAGER_ROWS).then(|| {
+                    let key = CodeTable::key(&conv, vmin, vmax);
+                    Arc::clone(cache.get(key, || Arc::new(CodeTable::complete(conv, vmin, vmax))))
+                });
+                run::GroupPlan { conv, vmin, vmax, exact, table }
             })
             .collect()
     }
@@ -349,10 +343,10 @@ impl Tile {
             path: self.path,
             seed,
             exact: sched.exact_levels && w.gain.is_empty(),
-            prebuilt: &[],
+            plans: &[],
         };
-        let prebuilt = self.complete_tables(&job);
-        job.prebuilt = &prebuilt;
+        let plans = self.plan_groups(&job);
+        job.plans = &plans;
         let mut out = Array2::<f64>::zeros((n, w.outputs));
         let caches = &self.tables;
         // Input vectors are independent (each has its own noise stream), so fixed chunks of

@@ -27,16 +27,54 @@ pub(super) struct Job<'a, 'x> {
     pub seed: u64,
     /// Integer levels and no gain mismatch: convert through the exact code tables.
     pub exact: bool,
-    /// Per row-tile `t` and plane group `g` (at `t · groups + g`), its complete code table
-    /// when the tile built one for this call; otherwise tables are built lazily per worker.
-    pub prebuilt: &'a [Option<Arc<CodeTable>>],
+    /// Per row-tile `t` and plane group `g` (at `t · groups + g`): its converter and how it
+    /// converts, decided once per call.
+    pub plans: &'a [GroupPlan],
+}
+
+/// How one plane group converts on one row-tile during a call.
+pub(super) struct GroupPlan {
+    pub conv: Converter,
+    /// The integer column sums the group can produce there.
+    pub vmin: i64,
+    pub vmax: i64,
+    /// Through exact code tables (integer sums, a table that fits); otherwise sampled
+    /// directly.
+    pub exact: bool,
+    /// Its complete code table when the tile built one (few stored rows); otherwise tables
+    /// are built lazily per worker.
+    pub table: Option<Arc<CodeTable>>,
+}
+
+/// One worker's state: its lazily built code tables and scratch buffers, reused across
+/// chunks and calls.
+#[derive(Default)]
+pub(super) struct Worker {
+    tables: TableCache<CodeTable>,
+    buf: Buffers,
+    masks: Vec<u64>,
+    keys: Vec<u64>,
+    rngs: Vec<Xoshiro256PlusPlus>,
 }
 
 /// Stored rows of a code table small enough to build completely before a call (in parallel,
 /// shared by the workers); larger tables are built row by row as sums occur, per worker.
 pub(super) const EAGER_ROWS: u64 = 4096;
 
+impl Worker {
+    /// A worker whose lazily built tables are bounded to `bytes`.
+    pub fn with_table_budget(bytes: usize) -> Worker {
+        Worker { tables: TableCache::with_budget(bytes), ..Default::default() }
+    }
+
+    /// Bytes of its cached tables.
+    pub fn table_bytes(&self) -> usize {
+        self.tables.bytes()
+    }
+}
+
 /// One worker's scratch buffers, reused across its input vectors.
+#[derive(Default)]
 struct Buffers {
     counts: Vec<u32>,
     sums: Vec<i64>,
@@ -48,17 +86,27 @@ struct Buffers {
     convert: convert::Scratch,
 }
 
+impl Buffers {
+    /// Sizes the per-output buffers for `outputs` outputs.
+    fn fit(&mut self, outputs: usize) {
+        self.counts.resize(outputs, 0);
+        self.sums.resize(outputs, 0);
+        self.idx.resize(outputs, 0);
+        self.acc.resize(outputs, 0);
+        self.real_sums.resize(outputs, 0.0);
+    }
+}
+
 /// One plane group of one row-tile, as converted.
 struct PlaneGroup<'g> {
     t: usize,
     /// The draw number of this group's first conversion within its input vector.
     counter: u64,
-    /// The group's index in the schedule.
-    gi: usize,
-    vmin: i64,
-    vmax: i64,
+    /// The group's plan.
+    plan: &'g GroupPlan,
+    /// Mask words per drive (the row-tile's rows, not the array's).
+    mw: usize,
     g: &'g input::Group,
-    conv: Converter,
 }
 
 impl Job<'_, '_> {
@@ -93,49 +141,45 @@ impl Job<'_, '_> {
         &self,
         first: usize,
         mut out: ArrayViewMut2<'_, f64>,
-        tables: &mut TableCache<CodeTable>,
+        worker: &mut Worker,
     ) -> Result<(Events, PlaneStats), SimError> {
         let (hw, w) = (self.hw, self.w);
-        let (outputs, words, rows) = (w.outputs, w.words, out.nrows());
+        let (outputs, rows) = (w.outputs, out.nrows());
         let mut ev = Events::default();
         let mut stats = PlaneStats::default();
         stats.reset(self.sched.planes);
-        let stride = self.sched.masks * words;
-        let mut masks = vec![0u64; rows * stride];
-        let mut buf = Buffers {
-            counts: vec![0u32; outputs],
-            sums: vec![0i64; outputs],
-            idx: vec![0u32; outputs],
-            acc: vec![0i64; outputs],
-            real_sums: vec![0f64; outputs],
-            driven: Vec::new(),
-            convert: convert::Scratch::default(),
-        };
-        let keys: Vec<u64> = (0..rows).map(|r| noise::row_key(self.seed, (first + r) as u64)).collect();
-        let mut rngs: Vec<Xoshiro256PlusPlus> = keys.iter().map(|&k| noise::stream(k)).collect();
+        let Worker { tables, buf, masks, keys, rngs } = worker;
+        buf.fit(outputs);
+        keys.clear();
+        keys.extend((0..rows).map(|r| noise::row_key(self.seed, (first + r) as u64)));
+        rngs.clear();
+        if self.plans.iter().any(|p| !p.exact) {
+            rngs.extend(keys.iter().map(|&k| noise::stream(k)));
+        }
         let n_groups = self.sched.groups.len();
         let conversions = (outputs * w.bits as usize) as u64;
         for t in 0..w.row_tiles() {
             let rows_here = w.rows_in(t);
+            // Masks cover the row-tile's rows only (a short reduction uses few words).
+            let mw = rows_here.div_ceil(64).max(1);
+            let stride = self.sched.masks * mw;
+            masks.resize(rows * stride, 0);
             for (r, m) in masks.chunks_exact_mut(stride).enumerate() {
-                self.sched.fill_masks(self.x, first + r, t * w.tile_rows, rows_here, words, m)?;
+                self.sched.fill_masks(self.x, first + r, t * w.tile_rows, rows_here, mw, m)?;
             }
             for (gi, g) in self.sched.groups.iter().enumerate() {
-                let (conv, vmin, vmax) = self.converter(t, g);
+                let plan = &self.plans[t * n_groups + gi];
                 // Every conversion of a vector has its own draw number; each weight bit's
                 // block starts on an even one (a whole 64-bit draw).
                 let counter = ((t * n_groups + gi) * w.bits as usize * outputs.next_multiple_of(2)) as u64;
-                let pg = PlaneGroup { t, gi, counter, vmin, vmax, g, conv };
-                // Exact tables for integer sums, unless one would be too large (very wide
-                // noise on a high-resolution ADC): then each conversion is sampled directly.
-                let exact = self.exact && CodeTable::fits(&conv, vmin, vmax);
+                let pg = PlaneGroup { t, counter, plan, mw, g };
                 for (r, mut out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
                     let m = &masks[r * stride..(r + 1) * stride];
                     let driven: u64 = g
                         .terms
                         .iter()
                         .map(|tm| {
-                            m[tm.mask * words..(tm.mask + 1) * words].iter().map(|x| x.count_ones() as u64).sum::<u64>()
+                            m[tm.mask * mw..(tm.mask + 1) * mw].iter().map(|x| x.count_ones() as u64).sum::<u64>()
                         })
                         .sum();
                     if driven == 0 && hw.skip_empty_planes {
@@ -148,10 +192,10 @@ impl Job<'_, '_> {
                     ev.shift_adds += conversions;
                     ev.input_bits += driven;
                     let out_row = out_row.as_slice_mut().expect("standard layout");
-                    if exact {
-                        self.exact_group(&pg, m, out_row, keys[r], tables, &mut buf, &mut stats);
+                    if plan.exact {
+                        self.exact_group(&pg, m, out_row, keys[r], tables, buf, &mut stats);
                     } else {
-                        self.sampled_group(&pg, m, out_row, &mut rngs[r], &mut buf, &mut stats);
+                        self.sampled_group(&pg, m, out_row, &mut rngs[r], buf, &mut stats);
                     }
                 }
             }
@@ -173,22 +217,23 @@ impl Job<'_, '_> {
         buf: &mut Buffers,
         stats: &mut PlaneStats,
     ) {
-        let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
+        let (w, g, conv, t, mw) = (self.w, pg.g, pg.plan.conv, pg.t, pg.mw);
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
-        let (vmin, vmax) = (pg.vmin, pg.vmax);
+        let (vmin, vmax) = (pg.plan.vmin, pg.plan.vmax);
         // The tile's complete table, or this worker's lazily built one.
-        let shared = self.prebuilt.get(t * self.sched.groups.len() + pg.gi).and_then(|p| p.as_deref());
+        let shared = pg.plan.table.as_deref();
         let mut lazy = match shared {
             Some(_) => None,
             None => Some(tables.get(CodeTable::key(&conv, vmin, vmax), || CodeTable::new(conv, vmin, vmax))),
         };
-        let mask_of = |tm: &input::Term| &masks[tm.mask * words..(tm.mask + 1) * words];
+        let mask_of = |tm: &input::Term| &masks[tm.mask * mw..(tm.mask + 1) * mw];
         buf.acc.fill(0);
         let single = g.terms.len() == 1 && g.terms[0].level == 1 && vmin == 0;
         if single {
             buf.driven.clear();
             buf.driven.extend(mask_of(&g.terms[0]).iter().enumerate().filter(|(_, x)| **x != 0).map(|(w, &x)| (w, x)));
         }
+        let mut group_moments = convert::Moments::default();
         for m in 0..bits {
             let planes = &w.planes[((t * bits + m) * words) * outputs..((t * bits + m + 1) * words) * outputs];
             if single {
@@ -222,8 +267,10 @@ impl Job<'_, '_> {
                 }
                 (None, None) => unreachable!("a shared or a lazy table"),
             };
-            stats.record_moments(g.plane, &moments, vmin);
+            group_moments.merge(&moments);
         }
+        // Integer moments merged over the weight bits, recorded once: the same sums.
+        stats.record_moments(g.plane, &group_moments, vmin);
         add_scaled(self.path, out_row, &buf.acc, g.weight * conv.lsb);
     }
 
@@ -237,7 +284,7 @@ impl Job<'_, '_> {
         buf: &mut Buffers,
         stats: &mut PlaneStats,
     ) {
-        let (w, g, conv, t) = (self.w, pg.g, pg.conv, pg.t);
+        let (w, g, conv, t, mw) = (self.w, pg.g, pg.plan.conv, pg.t, pg.mw);
         let (outputs, bits, words) = (w.outputs, w.bits as usize, w.words);
         let plane_scale = g.weight * conv.lsb;
         for m in 0..bits {
@@ -245,7 +292,7 @@ impl Job<'_, '_> {
             buf.real_sums.fill(0.0);
             for tm in &g.terms {
                 buf.counts.fill(0);
-                let mask = &masks[tm.mask * words..(tm.mask + 1) * words];
+                let mask = &masks[tm.mask * mw..(tm.mask + 1) * mw];
                 kernel::accumulate(self.path, mask, planes, outputs, &mut buf.counts);
                 for (s, &c) in buf.real_sums.iter_mut().zip(&buf.counts) {
                     *s += tm.level_actual * c as f64;
