@@ -507,25 +507,3 @@ mod tests {
         assert!(mean2.abs() < 0.05, "{mean2}");
     }
 }
-#[cfg(test)]
-mod build_probe {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn probe() {
-        for gain in [8.7f64, 40.0, 300.0] {
-            let conv = Converter::new(8, AdcZero::Unsigned, 0.05, 1152.0, 1152.0, 1.0, gain);
-            let t = std::time::Instant::now();
-            let mut rows = 0;
-            for _ in 0..200 {
-                let mut table = CodeTable::new(conv, 0, 784);
-                for i in table.lo..=table.hi {
-                    table.code(i, 0);
-                    rows += 1;
-                }
-            }
-            let ns = t.elapsed().as_secs_f64() * 1e9 / rows as f64;
-            println!("gain {gain}: bits {} rows {} {ns:.0} ns per row", CodeTable::bits_for(&conv), rows / 200);
-        }
-    }
-}

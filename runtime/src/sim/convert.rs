@@ -321,37 +321,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod speed_probe {
-    use super::*;
-    use crate::config::AdcZero;
-    use crate::sim::adc::Converter;
-    use crate::sim::kernel;
-    #[test]
-    #[ignore]
-    fn probe() {
-        for (sigma, gain) in [(0.05, 2.0), (0.05, 16.0), (0.0, 1.0)] {
-            let conv = Converter::new(8, AdcZero::Unsigned, sigma, 1152.0, 1152.0, 1.0, gain);
-            let mut table = CodeTable::new(conv, 0, 64);
-            let mut s = 0x9abcu64;
-            let idx: Vec<u32> = (0..784)
-                .map(|_| {
-                    s = noise::mix(s);
-                    (s % 40) as u32
-                })
-                .collect();
-            let mut acc = vec![0i64; 784];
-            let mut scratch = Scratch::default();
-            for path in [KernelPath::Portable, kernel::detect()] {
-                let t = std::time::Instant::now();
-                let reps = 20000;
-                for r in 0..reps {
-                    convert_block(path, &table, &idx, 1, &mut acc, 77, r * 1000, &mut scratch);
-                    finish_slow(&idx, 1, &mut acc, 77, r * 1000, &scratch, |i, r| table.code(i, r));
-                }
-                let ns = t.elapsed().as_secs_f64() * 1e9 / (reps as f64 * 784.0);
-                println!("sigma {sigma} gain {gain} {path:?}: {ns:.3} ns/conversion");
-            }
-        }
-    }
-}
