@@ -3,10 +3,11 @@
 //! counts, `σ = σ_LSB0 · rows_noise·level_max / (2^B − 1)`.
 //!
 //! For integer column sums the code is sampled *exactly in distribution* from one uniform
-//! 32-bit draw: `P(code ≤ c) = Φ((c + ½ − v/LSB)/σ_code)`, with codes outside ±7σ dropped
-//! (probability < 2⁻³²). That equals adding a Gaussian and rounding, costs one integer compare
-//! per conversion, and costs no draw at all when the outcome is certain. Sums that are not
-//! integers (column gain mismatch, DAC level error) take the direct path: one normal draw.
+//! 32-bit draw: `P(code ≤ c) = Φ((c + ½ − v/LSB)/σ_code)` at 32-bit resolution, with codes
+//! outside ±7σ dropped (probability < 2⁻³²), through a Walker alias table per sum ([`CodeTable`]).
+//! That equals adding a Gaussian and rounding, and costs one load and a compare per
+//! conversion whatever the noise. Sums that are not integers (column gain mismatch, DAC level
+//! error) take the direct path: one normal draw.
 
 use crate::config::AdcZero;
 use rand::Rng;

@@ -100,9 +100,7 @@ pub(crate) fn convert_block(
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AVX-512 only on x86_64")
     } else {
-        let mut m = Moments::default();
-        fast_tail(parts, idx, weight, acc, key, counter, 0, slow, &mut m);
-        m
+        fast_portable(parts, idx, weight, acc, key, counter, slow)
     }
 }
 
@@ -124,21 +122,19 @@ pub(crate) fn finish_slow(
     }
 }
 
-/// The portable pass over `idx[from..]`: built rows converted, the others listed in `slow`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn fast_tail(
+/// The portable pass: conversions of built rows done, the others listed in `slow`; returns
+/// the moments of `idx`.
+fn fast_portable(
     p: Parts<'_>,
     idx: &[u32],
     weight: i64,
     acc: &mut [i64],
     key: u64,
     counter: u64,
-    from: usize,
     slow: &mut Vec<u32>,
-    m: &mut Moments,
-) {
-    for j in from..idx.len() {
+) -> Moments {
+    let mut m = Moments::default();
+    for j in 0..idx.len() {
         let i = idx[j];
         m.add(i);
         let r = noise::draw32(key, counter.wrapping_add(j as u64));
@@ -149,6 +145,7 @@ fn fast_tail(
         }
         acc[j] += weight * adc::code_from(&p, i, r);
     }
+    m
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -156,7 +153,7 @@ mod avx512 {
     use super::{Moments, Parts, noise};
     use std::arch::x86_64::*;
 
-    /// [`fast_tail`](super::fast_tail) sixteen conversions at a time.
+    /// [`fast_portable`](super::fast_portable) sixteen conversions at a time.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512dq")]
     pub(super) unsafe fn fast_pass(
