@@ -467,7 +467,10 @@ mod tests {
         {
             let conv = Converter::new(8, zero, sigma, 1152.0, 1152.0, 1.0, gain);
             let mut table = CodeTable::new(conv, vmin, 1152);
-            assert!(table.buckets.len() < (1152 - vmin as usize) << table.bits, "the span is narrower than the range");
+            assert!(
+                table.buckets.len() < ((1152 - vmin) as usize) << table.bits,
+                "the span is narrower than the range"
+            );
             let n = 1usize << table.bits;
             let mut own = vec![0u64; n];
             for v in vmin..=1152 {

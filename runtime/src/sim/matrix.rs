@@ -193,6 +193,32 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    /// Every plane bit set exactly where its code has that bit.
+    fn assert_packs(codes: ndarray::ArrayView2<'_, i32>, p: &Programmed) {
+        let mask = (1u32 << p.bits) - 1;
+        for ((j, k), &c) in codes.indexed_iter() {
+            let (t, w, shift) = (k / p.tile_rows, k % p.tile_rows / 64, k % p.tile_rows % 64);
+            for bit in 0..p.bits as usize {
+                let word = p.planes[((t * p.bits as usize + bit) * p.words + w) * p.outputs + j];
+                assert_eq!(word >> shift & 1, u64::from((c as u32 & mask) >> bit & 1), "code ({j}, {k}) bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_plane_bit_is_set_where_its_code_has_it() {
+        // Both layouts, two row-tiles of 150 rows.
+        let mut s = 0x77u64;
+        let src = Array2::from_shape_fn((260, 190), |_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 60) as i32 - 8
+        });
+        let rows = pack(&StoredMatrix { codes: src.view(), bits: 4, signed: true }, 150).expect("fits");
+        assert_packs(src.view(), &rows);
+        let cols = pack(&StoredMatrix { codes: src.t(), bits: 4, signed: true }, 150).expect("fits");
+        assert_packs(src.t(), &cols);
+    }
+
     #[test]
     fn a_transposed_view_packs_like_its_copy() {
         // 150 reduction rows on 64-row tiles: three tiles, the last one partial.
