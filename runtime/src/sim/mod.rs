@@ -133,6 +133,8 @@ pub struct Tile {
     path: KernelPath,
     /// Complete ADC code tables, shared by the workers, bounded in bytes.
     complete: Mutex<TableCache<Arc<CodeTable>>>,
+    /// Stored rows up to which a table is built completely before a call.
+    eager_rows: u64,
     /// Per worker thread: lazily built ADC code tables (those too large to build completely),
     /// bounded in bytes, and scratch buffers.
     tables: Vec<Mutex<run::Worker>>,
@@ -185,6 +187,7 @@ impl Tile {
             hw: hw.clone(),
             path: kernel::detect(),
             complete: Mutex::new(TableCache::default()),
+            eager_rows: run::EAGER_ROWS,
             tables: (0..workers).map(|_| Mutex::new(run::Worker::default())).collect(),
         })
     }
@@ -197,6 +200,14 @@ impl Tile {
         for t in &mut self.tables {
             *t = Mutex::new(run::Worker::with_table_budget(bytes));
         }
+        self
+    }
+
+    /// Builds code tables completely before a call only when they store at most `rows` rows
+    /// (default 4,096; 0: every table lazily, per worker). For differential tests: results are
+    /// identical either way.
+    pub fn with_complete_tables_up_to(mut self, rows: u64) -> Tile {
+        self.eager_rows = rows;
         self
     }
 
@@ -267,7 +278,7 @@ impl Tile {
             .map(|tg| {
                 let (conv, vmin, vmax) = job.converter(tg / groups, &job.sched.groups[tg % groups]);
                 let exact = job.exact && CodeTable::fits(&conv, vmin, vmax);
-                let table = (exact && CodeTable::stored_rows(&conv, vmin, vmax) <= run::EAGER_ROWS).then(|| {
+                let table = (exact && CodeTable::stored_rows(&conv, vmin, vmax) <= self.eager_rows).then(|| {
                     let key = CodeTable::key(&conv, vmin, vmax);
                     Arc::clone(cache.get(key, || Arc::new(CodeTable::complete(conv, vmin, vmax))))
                 });

@@ -5,8 +5,7 @@
 use super::adc::{CodeTable, Converter};
 use super::cache::TableCache;
 use super::convert;
-use super::input::Group;
-use super::input::{self, Schedule};
+use super::input::{self, Group, Schedule};
 use super::kernel::{self, KernelPath};
 use super::matrix::Programmed;
 use super::{Events, InputBatch, PlaneStats, SimError, noise};

@@ -244,6 +244,31 @@ fn kernels_and_noise_paths_are_bit_identical() {
 }
 
 #[test]
+fn complete_shared_tables_and_lazy_worker_tables_give_the_same_codes() {
+    // Noisy and adaptive enough that many sums and several tables are used, on both paths.
+    let mut h = hw(256, 64, 8);
+    h.noise.sigma_lsb = 0.4;
+    let mut g = Gen(21);
+    let w = Array2::from_shape_fn((40, 500), |_| g.range(-7, 7) as i32);
+    let x = Array2::from_shape_fn((19, 500), |_| g.range(0, 15) as i32);
+    let e = Array2::from_shape_fn((19, 500), |_| g.range(-8, 8) as i8);
+    let run = |eager: u64| {
+        let mut tile = Tile::new(&h).unwrap().with_complete_tables_up_to(eager);
+        let mut ev = Events::default();
+        let p = tile.program(&StoredMatrix { codes: w.view(), bits: 4, signed: true }, 0, &mut ev).unwrap();
+        let mut out = Vec::new();
+        for (call, gain) in [1.0, 3.5, 9.0].into_iter().enumerate() {
+            let a = InputBatch::Int { codes: x.view(), bits: 4, signed: false };
+            out.push(tile.mvm(&p, &a, &Gains::Uniform(gain), call as u64, &mut ev).unwrap());
+            let b = InputBatch::Radix4 { codes: e.view(), levels: 8 };
+            out.push(tile.mvm(&p, &b, &Gains::Uniform(gain), 10 + call as u64, &mut ev).unwrap());
+        }
+        (out, ev)
+    };
+    assert_eq!(run(0), run(u64::MAX));
+}
+
+#[test]
 fn event_counts_follow_the_shape() {
     // 300 inputs on 128-row arrays: 3 row-tiles. INT4 unsigned inputs: 4 planes, 4 weight bits.
     let h = hw(128, 64, 8);
