@@ -137,11 +137,13 @@ impl Parts<'_> {
 }
 
 impl CodeTable {
-    /// Whether the table of `conv` for sums `vmin..=vmax` is small enough to build and its
-    /// codes fit the 16-bit fields.
-    pub fn fits(conv: &Converter, vmin: i64, vmax: i64) -> bool {
+    /// Rows the table of `conv` for sums `vmin..=vmax` stores (the sums whose code can vary,
+    /// and the first clipped sum at each end), or `None` when the table would be too large to
+    /// build or its codes do not fit the 16-bit fields.
+    pub fn stored_rows(conv: &Converter, vmin: i64, vmax: i64) -> Option<u64> {
         let (lo, hi) = Self::span(conv, vmin, vmax);
-        conv.cmax - conv.cmin + 1 < FIELD as i64 && ((hi - lo + 1) as u64) << Self::bits_for(conv) <= MAX_BUCKETS
+        let rows = (hi - lo + 1) as u64;
+        (conv.cmax - conv.cmin + 1 < FIELD as i64 && rows << Self::bits_for(conv) <= MAX_BUCKETS).then_some(rows)
     }
 
     /// The sums whose distributions are stored: from the last sum whose code is always the
@@ -169,18 +171,18 @@ impl CodeTable {
         (a, hi)
     }
 
-    /// The table of `conv` for sums `vmin..=vmax` (rows built when first used); it must
-    /// [`fit`](CodeTable::fits).
+    /// The table of `conv` for sums `vmin..=vmax` (rows built when first used); it must fit
+    /// ([`CodeTable::stored_rows`] is `Some`).
     pub fn new(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
-        assert!(Self::fits(&conv, vmin, vmax), "code table too large");
-        let (lo, hi) = Self::span(&conv, vmin, vmax);
+        let rows = Self::stored_rows(&conv, vmin, vmax).expect("code table too large") as usize;
+        let lo = Self::span(&conv, vmin, vmax).0;
         let bits = Self::bits_for(&conv);
-        let rows = (hi - lo + 1) as usize;
+        let hi = lo + rows as i64 - 1;
         CodeTable { conv, vmin, lo: (lo - vmin) as u32, hi: (hi - vmin) as u32, bits, buckets: vec![0; rows << bits] }
     }
 
     /// The table of `conv` for sums `vmin..=vmax` with every stored row built, the rows in
-    /// parallel; it must [`fit`](CodeTable::fits).
+    /// parallel; it must fit.
     pub fn complete(conv: Converter, vmin: i64, vmax: i64) -> CodeTable {
         use rayon::prelude::*;
         let mut t = CodeTable::new(conv, vmin, vmax);
@@ -198,13 +200,6 @@ impl CodeTable {
     /// Rows stored.
     fn rows(&self) -> usize {
         (self.hi - self.lo + 1) as usize
-    }
-
-    /// Rows the table of `conv` for sums `vmin..=vmax` stores: the sums whose code can vary,
-    /// and the first clipped sum at each end.
-    pub fn stored_rows(conv: &Converter, vmin: i64, vmax: i64) -> u64 {
-        let (lo, hi) = Self::span(conv, vmin, vmax);
-        (hi - lo + 1) as u64
     }
 
     /// The code of table index `i` (its row built) for the uniform 32-bit draw `r`.

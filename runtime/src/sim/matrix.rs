@@ -193,6 +193,14 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    /// A `rows x cols` matrix of codes in `-2^(bits-1)..2^(bits-1)`, pseudo-random from `seed`.
+    fn codes(rows: usize, cols: usize, bits: u32, mut seed: u64) -> Array2<i32> {
+        Array2::from_shape_fn((rows, cols), |_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> (64 - bits)) as i32 - (1 << (bits - 1))
+        })
+    }
+
     /// Every plane bit set exactly where its code has that bit.
     fn assert_packs(codes: ndarray::ArrayView2<'_, i32>, p: &Programmed) {
         let mask = (1u32 << p.bits) - 1;
@@ -208,11 +216,7 @@ mod tests {
     #[test]
     fn every_plane_bit_is_set_where_its_code_has_it() {
         // Both layouts, two row-tiles of 150 rows.
-        let mut s = 0x77u64;
-        let src = Array2::from_shape_fn((260, 190), |_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 60) as i32 - 8
-        });
+        let src = codes(260, 190, 4, 0x77);
         let rows = pack(&StoredMatrix { codes: src.view(), bits: 4, signed: true }, 150).expect("fits");
         assert_packs(src.view(), &rows);
         let cols = pack(&StoredMatrix { codes: src.t(), bits: 4, signed: true }, 150).expect("fits");
@@ -222,11 +226,7 @@ mod tests {
     #[test]
     fn a_transposed_view_packs_like_its_copy() {
         // 150 reduction rows on 64-row tiles: three tiles, the last one partial.
-        let mut s = 0x51u64;
-        let src = Array2::from_shape_fn((150, 37), |_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (s >> 59) as i32 - 16
-        });
+        let src = codes(150, 37, 5, 0x51);
         let view = StoredMatrix { codes: src.t(), bits: 5, signed: true };
         let copy = src.t().as_standard_layout().to_owned();
         let dense = StoredMatrix { codes: copy.view(), bits: 5, signed: true };

@@ -277,8 +277,9 @@ impl Tile {
         (0..job.w.row_tiles() * groups)
             .map(|tg| {
                 let (conv, vmin, vmax) = job.converter(tg / groups, &job.sched.groups[tg % groups]);
-                let exact = job.exact && CodeTable::fits(&conv, vmin, vmax);
-                let table = (exact && CodeTable::stored_rows(&conv, vmin, vmax) <= self.eager_rows).then(|| {
+                let rows = if job.exact { CodeTable::stored_rows(&conv, vmin, vmax) } else { None };
+                let exact = rows.is_some();
+                let table = rows.is_some_and(|r| r <= self.eager_rows).then(|| {
                     let key = CodeTable::key(&conv, vmin, vmax);
                     Arc::clone(cache.get(key, || Arc::new(CodeTable::complete(conv, vmin, vmax))))
                 });

@@ -253,20 +253,16 @@ impl Job<'_, '_> {
             let weight = w.bit_weight_int(m as u32);
             let counter = pg.counter + (m * outputs.next_multiple_of(2)) as u64;
             let (idx, acc, scratch) = (&buf.idx, &mut buf.acc, &mut buf.convert);
-            let moments = match (shared, lazy.as_deref_mut()) {
-                (Some(table), _) => {
-                    let m = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
-                    convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code_built(i, r));
-                    m
+            let table = shared.or(lazy.as_deref()).expect("a shared or a lazy table");
+            group_moments.merge(&convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch));
+            // Rows the pass met unbuilt: only a lazy table has them.
+            match (shared, lazy.as_deref_mut()) {
+                (Some(t), _) => {
+                    convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| t.code_built(i, r))
                 }
-                (None, Some(table)) => {
-                    let m = convert::convert_block(self.path, table, idx, weight, acc, key, counter, scratch);
-                    convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| table.code(i, r));
-                    m
-                }
+                (None, Some(t)) => convert::finish_slow(idx, weight, acc, key, counter, scratch, |i, r| t.code(i, r)),
                 (None, None) => unreachable!("a shared or a lazy table"),
-            };
-            group_moments.merge(&moments);
+            }
         }
         // Integer moments merged over the weight bits, recorded once: the same sums.
         stats.record_moments(g.plane, &group_moments, vmin);
