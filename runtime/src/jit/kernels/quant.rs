@@ -2,13 +2,14 @@
 //! SAWB and the uniform (PACT, INT4) codes, formula for formula the reference's.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Value, types};
 
 use super::super::abi::{Elem, Status};
 use super::super::emit::{Em, Lanes, mem};
 use super::super::plan::R4Out;
 use super::{exit_if_nonfinite, finite_vars, mark_nonfinite};
 use crate::config::{GradScaleMode, Phase};
+use crate::formats::int;
 
 /// `formats::radix4::q_even(y, levels)` for finite `y`.
 pub(super) fn q_even(e: &mut Em<'_>, l: Lanes, y: Value, levels: u32) -> Value {
@@ -190,36 +191,13 @@ pub(super) fn sawb(
     c2: f64,
 ) {
     let wp = e.slot(w);
-    // Moments in f64, in element order (two independent chains), and max|w|.
-    let zd = e.b.ins().f64const(0.0);
-    let (sq, ab) = (e.var(types::F64, zd), e.var(types::F64, zd));
-    let zf = e.b.ins().f32const(0.0);
-    let mx = e.var(types::F32, zf);
-    e.for_range(0, n, 1, |e, i| {
-        let v = e.ld(Lanes::One, wp, i);
-        let vd = e.b.ins().fpromote(types::F64, v);
-        let v2 = e.b.ins().fmul(vd, vd);
-        let s = e.b.use_var(sq);
-        let s = e.b.ins().fadd(s, v2);
-        e.b.def_var(sq, s);
-        let av = e.b.ins().fabs(v);
-        let avd = e.b.ins().fpromote(types::F64, av);
-        let a = e.b.use_var(ab);
-        let a = e.b.ins().fadd(a, avd);
-        e.b.def_var(ab, a);
-        let m = e.b.use_var(mx);
-        let gt = e.fcmp(FloatCC::GreaterThan, av, m);
-        let m = e.sel(Lanes::One, gt, av, m);
-        e.b.def_var(mx, m);
-    });
+    let (sq, ab, mx) = sawb_moments(e, wp, n);
     let nf = e.b.ins().f64const(n as f64);
-    let s = e.b.use_var(sq);
-    let ms = e.b.ins().fdiv(s, nf);
+    let ms = e.b.ins().fdiv(sq, nf);
     let rt = e.b.ins().sqrt(ms);
     let k1 = e.b.ins().f64const(c1);
     let t1 = e.b.ins().fmul(k1, rt);
-    let a = e.b.use_var(ab);
-    let ma = e.b.ins().fdiv(a, nf);
+    let ma = e.b.ins().fdiv(ab, nf);
     let k2 = e.b.ins().f64const(c2);
     let t2 = e.b.ins().fmul(k2, ma);
     let d = e.b.ins().fsub(t1, t2);
@@ -230,8 +208,7 @@ pub(super) fn sawb(
     let pos = e.fcmp(FloatCC::GreaterThan, a, z);
     let fin = e.fcmp(FloatCC::LessThan, a, inf);
     let ok = e.and(pos, fin);
-    let m = e.b.use_var(mx);
-    let a = e.b.ins().select(ok, a, m);
+    let a = e.b.ins().select(ok, a, mx);
     let ap = e.slot(alpha);
     e.b.ins().store(mem(), a, ap, 0);
     let seven = e.b.ins().f32const(7.0);
@@ -245,6 +222,92 @@ pub(super) fn sawb(
         let v = e.ld(l, wp, i);
         uniform_code(e, l, v, neg_a, a, 7.0, step, cp, dp, i);
     });
+}
+
+/// `formats::int::sawb_moments` of the `n` weights at `wp`: `(Σw², Σ|w|)` as f64 values and
+/// `max|w|` as f32. The eight chains are four `f64x2` accumulators per sum, fed two weights at a
+/// time (one 64-bit load, widened); the max runs on the same widened lanes (exact: every f32 is
+/// an f64) by compare and select, which, like `f32::max`, never picks a NaN.
+fn sawb_moments(e: &mut Em<'_>, wp: Value, n: usize) -> (Value, Value, Value) {
+    const VECS: usize = int::SAWB_CHAINS / 2;
+    let whole = n / int::SAWB_CHAINS * int::SAWB_CHAINS;
+    let z = e.b.ins().f64const(0.0);
+    let zv = e.b.ins().splat(types::F64X2, z);
+    let sq: [_; VECS] = std::array::from_fn(|_| e.var(types::F64X2, zv));
+    let ab: [_; VECS] = std::array::from_fn(|_| e.var(types::F64X2, zv));
+    let mx: [_; VECS] = std::array::from_fn(|_| e.var(types::F64X2, zv));
+    let little = MemFlagsData::new().with_endianness(Endianness::Little);
+    e.for_range(0, whole, int::SAWB_CHAINS, |e, i| {
+        for k in 0..VECS {
+            let j = e.b.ins().iadd_imm_s(i, 2 * k as i64);
+            let a = e.addr(wp, j, Elem::F32);
+            let pair = e.b.ins().load(types::I64, mem(), a, 0);
+            let pair = e.b.ins().scalar_to_vector(types::I64X2, pair);
+            let pair = e.b.ins().bitcast(types::F32X4, little, pair);
+            let v = e.b.ins().fvpromote_low(pair);
+            let v2 = e.b.ins().fmul(v, v);
+            let s = e.b.use_var(sq[k]);
+            let s = e.b.ins().fadd(s, v2);
+            e.b.def_var(sq[k], s);
+            let av = e.b.ins().fabs(v);
+            let t = e.b.use_var(ab[k]);
+            let t = e.b.ins().fadd(t, av);
+            e.b.def_var(ab[k], t);
+            let m = e.b.use_var(mx[k]);
+            let gt = e.b.ins().fcmp(FloatCC::GreaterThan, av, m);
+            let gt = e.b.ins().bitcast(types::F64X2, MemFlagsData::new(), gt);
+            let m = e.b.ins().bitselect(gt, av, m);
+            e.b.def_var(mx[k], m);
+        }
+    });
+    // Chains 2k and 2k+1 are the lanes of vector k: ((c0+c1)+(c2+c3))+((c4+c5)+(c6+c7)).
+    let tree = |e: &mut Em<'_>, vars: &[cranelift_frontend::Variable; VECS]| {
+        let pair: Vec<Value> = vars
+            .iter()
+            .map(|&v| {
+                let v = e.b.use_var(v);
+                let lo = e.b.ins().extractlane(v, 0);
+                let hi = e.b.ins().extractlane(v, 1);
+                e.b.ins().fadd(lo, hi)
+            })
+            .collect();
+        let l = e.b.ins().fadd(pair[0], pair[1]);
+        let r = e.b.ins().fadd(pair[2], pair[3]);
+        e.b.ins().fadd(l, r)
+    };
+    let (s, a) = (tree(e, &sq), tree(e, &ab));
+    let (s, a) = (e.var(types::F64, s), e.var(types::F64, a));
+    // max|w| over the lanes (order-free: compare and select), demoted exactly.
+    let mut m = e.b.ins().f64const(0.0);
+    for &v in &mx {
+        let v = e.b.use_var(v);
+        for lane in 0..2 {
+            let x = e.b.ins().extractlane(v, lane);
+            let gt = e.b.ins().fcmp(FloatCC::GreaterThan, x, m);
+            m = e.b.ins().select(gt, x, m);
+        }
+    }
+    let m = e.b.ins().fdemote(types::F32, m);
+    let m = e.var(types::F32, m);
+    // The remaining weights, in order, on the combined sums.
+    e.for_range(whole, n, 1, |e, i| {
+        let v = e.ld(Lanes::One, wp, i);
+        let vd = e.b.ins().fpromote(types::F64, v);
+        let v2 = e.b.ins().fmul(vd, vd);
+        let t = e.b.use_var(s);
+        let t = e.b.ins().fadd(t, v2);
+        e.b.def_var(s, t);
+        let av = e.b.ins().fabs(v);
+        let avd = e.b.ins().fpromote(types::F64, av);
+        let t = e.b.use_var(a);
+        let t = e.b.ins().fadd(t, avd);
+        e.b.def_var(a, t);
+        let x = e.b.use_var(m);
+        let gt = e.fcmp(FloatCC::GreaterThan, av, x);
+        let x = e.sel(Lanes::One, gt, av, x);
+        e.b.def_var(m, x);
+    });
+    (e.b.use_var(s), e.b.use_var(a), e.b.use_var(m))
 }
 
 /// The uniform quantizers' shared tail (PACT and SAWB): `code = round(levels·clamp(v, lo, hi)/hi)`
