@@ -117,21 +117,17 @@ impl Executor {
                 };
                 let reduction = if op.kind == Mvm::WeightGrad { rows } else { cols };
                 let scale = sq.scale as f64 * xq.scale as f64;
-                match (&sq.codes, &xq.codes) {
-                    (Codes::Int { codes: sc, bits: sb, .. }, Codes::Int { codes: xc, bits: xb, .. })
-                        if exact_in_f32(*sb, *xb, reduction) =>
-                    {
-                        // Integer codes whose every partial sum stays below 2^24: the f32 GEMM
-                        // gives the same exact integers as f64, in any summation order, faster.
-                        let (sv, xv) = (sc.mapv(|c| c as f32), xc.mapv(|c| c as f32));
-                        counts.digital_macs += macs(op.kind, &xv, sv.len());
-                        gemm(op.kind, &xv, &sv).mapv(|v| (v as f64 * scale) as f32)
-                    }
-                    _ => {
-                        let (sv, xv) = (sq.code_values(), xq.code_values());
-                        counts.digital_macs += macs(op.kind, &xv, sv.len());
-                        gemm(op.kind, &xv, &sv).mapv(|v| (v * scale) as f32)
-                    }
+                if exact_in_f32(units(&sq.codes), units(&xq.codes), reduction) {
+                    // Every product and partial sum is an integer multiple, below 2^24, of the
+                    // product of the operands' smallest magnitudes: the f32 GEMM gives the same
+                    // exact values as f64, in any summation order, twice as fast.
+                    let (sv, xv) = (sq.code_values_f32(), xq.code_values_f32());
+                    counts.digital_macs += macs(op.kind, &xv, sv.len());
+                    gemm(op.kind, &xv, &sv).mapv(|v| (v as f64 * scale) as f32)
+                } else {
+                    let (sv, xv) = (sq.code_values(), xq.code_values());
+                    counts.digital_macs += macs(op.kind, &xv, sv.len());
+                    gemm(op.kind, &xv, &sv).mapv(|v| (v * scale) as f32)
                 }
             }
             _ => {
@@ -176,11 +172,34 @@ fn gemm<T: ndarray::LinalgScalar>(kind: Mvm, x: &Array2<T>, s: &Array2<T>) -> Ar
     }
 }
 
-/// Whether an MVM over integer codes of `bits_s` and `bits_x` magnitude bits with `reduction`
-/// terms per output is exact in f32: `reduction · max|s| · max|x| < 2^24`.
-fn exact_in_f32(bits_s: u32, bits_x: u32, reduction: usize) -> bool {
-    let max = |bits: u32| (1u64 << bits) - 1;
-    (reduction as u64).saturating_mul(max(bits_s)).saturating_mul(max(bits_x)) < 1 << 24
+/// A bound on the code magnitudes in units of the smallest non-zero magnitude: `2^bits − 1` for
+/// integer codes (from the format: no pass over a weight matrix); for radix-4 codes (magnitudes
+/// `4^-k`, all multiples of the smallest present; the grid phase is in the scale) the span
+/// present, `4^(k_max − k_min)` (1 for all-zero codes), from one pass over the small error matrix.
+fn units(c: &Codes) -> u64 {
+    match c {
+        Codes::Int { bits, .. } => (1u64 << bits) - 1,
+        Codes::Radix4 { codes, .. } => {
+            // |code| = k + 1; zeros take no part. Branch-free so that it vectorizes.
+            let span = |(lo, hi): (u8, u8), v: &i8| {
+                let a = v.unsigned_abs();
+                (lo.min(if a == 0 { u8::MAX } else { a }), hi.max(a))
+            };
+            let (lo, hi) = match codes.as_slice_memory_order() {
+                Some(s) => s.iter().fold((u8::MAX, 0), span),
+                None => codes.iter().fold((u8::MAX, 0), span),
+            };
+            if lo > hi { 1 } else { 4u64.saturating_pow(u32::from(hi - lo)) }
+        }
+    }
+}
+
+/// Whether an MVM with `reduction` terms per output, over codes of at most `units_s` and
+/// `units_x` smallest steps, is exact in f32: `reduction · units_s · units_x < 2^24`, so every
+/// partial sum is an integer number of the product of the smallest steps that f32 holds exactly
+/// (powers of two scale it without rounding).
+fn exact_in_f32(units_s: u64, units_x: u64, reduction: usize) -> bool {
+    (reduction as u64).saturating_mul(units_s).saturating_mul(units_x) < 1 << 24
 }
 
 #[cfg(test)]
@@ -191,9 +210,19 @@ mod tests {
     #[test]
     fn f32_only_where_every_partial_sum_is_an_exact_integer() {
         // INT4 x INT4: 15·15·K < 2^24 up to K = 74,565; INT8 x INT8 up to K = 1,040.
-        assert!(exact_in_f32(4, 4, 74_565));
-        assert!(!exact_in_f32(4, 4, 74_566));
-        assert!(exact_in_f32(7, 7, 1_040) && !exact_in_f32(7, 7, 1_041));
+        assert!(exact_in_f32(15, 15, 74_565));
+        assert!(!exact_in_f32(15, 15, 74_566));
+        assert!(exact_in_f32(127, 127, 1_040) && !exact_in_f32(127, 127, 1_041));
+        // Radix-4 codes spanning 4^0..4^-7 (8 levels: 4^7 units) x INT4 activations: a batch-64
+        // weight gradient holds; a narrower span holds longer reductions.
+        let r =
+            |c: &[i8]| Codes::Radix4 { codes: Array2::from_shape_vec((1, c.len()), c.to_vec()).unwrap(), levels: 8 };
+        assert_eq!(units(&r(&[0, 1, -8, 3])), 16_384);
+        assert!(exact_in_f32(units(&r(&[1, -8])), 15, 68) && !exact_in_f32(units(&r(&[1, -8])), 15, 69));
+        assert_eq!(units(&r(&[0, -3, 5, 0])), 16);
+        assert_eq!(units(&r(&[0, 0])), 1);
+        let i = Codes::Int { codes: Array2::from_shape_vec((1, 3), vec![3, -7, 0]).unwrap(), bits: 4, signed: true };
+        assert_eq!(units(&i), 15);
         // And the two GEMMs agree where it holds.
         let x = Array2::from_shape_fn((5, 300), |(i, j)| ((i * 7 + j * 3) % 31) as f64 - 15.0);
         let s = Array2::from_shape_fn((4, 300), |(i, j)| ((i * 5 + j) % 15) as f64 - 7.0);

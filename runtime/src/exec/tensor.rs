@@ -39,9 +39,18 @@ impl Quant {
     /// The codes as exact f64 values (integers, or `±4^-k`): every product and sum of an MVM
     /// over them is exact in f64, so a digital MVM computes the exact product.
     pub fn code_values(&self) -> Array2<f64> {
+        self.code_values_in::<f64>()
+    }
+
+    /// The codes as exact f32 values (every code value is exact in f32; sums need not be).
+    pub fn code_values_f32(&self) -> Array2<f32> {
+        self.code_values_in::<f32>()
+    }
+
+    fn code_values_in<T: From<f32> + Copy>(&self) -> Array2<T> {
         match &self.codes {
-            Codes::Int { codes, .. } => codes.mapv(|c| c as f64),
-            Codes::Radix4 { codes, .. } => codes.mapv(|c| radix4::value_of(c, Phase::Even) as f64),
+            Codes::Int { codes, .. } => codes.mapv(|c| T::from(c as f32)),
+            Codes::Radix4 { codes, .. } => codes.mapv(|c| T::from(radix4::value_of(c, Phase::Even))),
         }
     }
 
