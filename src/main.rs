@@ -9,6 +9,7 @@ mod load;
 mod lower_cmd;
 mod quantize;
 mod render;
+mod sweep_cmd;
 mod train;
 
 use clap::builder::TypedValueParser as _;
@@ -142,6 +143,45 @@ enum Command {
         #[arg(long)]
         no_jit: bool,
     },
+    /// Run a `sweep` block's grid on every core (or one shard of it), writing
+    /// `results.csv` and `results.json` atomically after every point; `--merge` joins shards.
+    ///
+    /// Exit status: 0 when every point trained, 1 when some point failed (recorded, the others
+    /// still ran) or the file has errors, 2 on a usage or I/O error.
+    #[command(display_order = 4)]
+    Sweep {
+        /// The file (not with --merge).
+        #[arg(required_unless_present = "merge")]
+        file: Option<PathBuf>,
+        /// Which sweep of the file (default: its only one).
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Points trained at once (default: the number of cores).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: Option<u64>,
+        /// The output directory (created; it must hold no results unless --resume).
+        #[arg(long, default_value = "sweep-out")]
+        out: PathBuf,
+        /// Run only shard I of N (points whose index is I modulo N), e.g. `--shard
+        /// $SLURM_ARRAY_TASK_ID/8`; merge the shards' directories with --merge.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Continue the sweep in --out: finished points are kept, the rest trained.
+        #[arg(long)]
+        resume: bool,
+        /// Join the results of these shard directories into --out instead of training.
+        #[arg(long, num_args = 1.., value_name = "DIR", conflicts_with_all = ["file", "shard", "resume", "sweep"])]
+        merge: Vec<PathBuf>,
+        /// Override the epochs of every point.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
+        /// Train every point on at most this many samples per epoch.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Run the digital remainder on the reference executor instead of JIT-compiled code.
+        #[arg(long)]
+        no_jit: bool,
+    },
     /// Lower train blocks to the mapped IR and print it.
     #[command(display_order = 2)]
     Lower {
@@ -244,6 +284,27 @@ fn run(command: Command) -> ExitCode {
             bench_kernels::command(&file, train.as_deref(), reps as usize)
         }
         Command::Bench { file, samples, no_jit, .. } => train::bench(&file, samples as usize, no_jit),
+        Command::Sweep { file, sweep, jobs, out, shard, resume, merge, epochs, limit, no_jit } => {
+            sweep_cmd::command(sweep_cmd::Args {
+                file,
+                sweep,
+                jobs: jobs.map(|j| j as usize),
+                out,
+                shard,
+                resume,
+                merge,
+                session: imcc_driver::Options {
+                    overrides: imcc_driver::Overrides {
+                        epochs,
+                        limit: limit.map(|l| l as usize),
+                        ..Default::default()
+                    },
+                    eval: true,
+                    jit: !no_jit,
+                    ..Default::default()
+                },
+            })
+        }
         Command::Energy { file, train, json } => energy_cmd::command(&file, train.as_deref(), json),
         Command::Reference => {
             out!("{}", imcc_compiler::reference::markdown());

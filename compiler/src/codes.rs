@@ -297,6 +297,40 @@ occupies b adjacent columns of one array. An element wider than the array's colu
 weights on a 4-column array) cannot be placed. Use wider arrays (`array = ROWS x COLS;`),
 a narrower format, or map the MVM `digital`.
 ";
+    SweepWithoutTrain = "E0700", Error, "sweep without train blocks",
+"Every point of a sweep is a train run that extends one of the train blocks the sweep names, so
+a sweep needs `train = [NAME, ...];`:
+
+    sweep noise { train = [full, two_level]; seed = [1, 2, 3]; }
+";
+    SweepEmptyAxis = "E0701", Error, "sweep axis without values",
+"A sweep's grid is the product of its axes; an axis with no values (`seed = [];`) would make it
+empty. Give at least one value or remove the axis.
+";
+    SweepNotAnAxis = "E0702", Error, "not an axis of a sweep",
+"A sweep holds axes: parameters of the train block (`seed = [1, 2];`, `mapping = [full,
+two_level];`) and, inside `hardware`, `quant` and `mapping` sections, parameters of the blocks
+the train block names (`hardware { adc { bits = [6, 8]; } }`). Layers and per-layer sections
+are not axes: write one network, quant or mapping block per variant and sweep its name.
+";
+    SweepExtends = "E0703", Error, "sweep with `extends`",
+"A sweep cannot extend another definition. To run one grid over several train blocks, list
+them: `train = [full, two_level];`.
+";
+    SweepAxisTwice = "E0704", Error, "parameter swept twice",
+"Each parameter is one axis of the grid. Put all its values in one list:
+
+    seed = [1, 2, 3, 4];
+";
+    SweepBadRange = "E0705", Error, "bad range in a sweep",
+"`range(FROM, TO, step = STEP)` gives FROM, FROM + STEP, ... up to TO inclusive. FROM, TO and STEP
+are plain numbers (a unit goes on the parameter: `sigma_lsb` takes plain numbers in LSB),
+STEP > 0 and FROM <= TO.
+";
+    SweepTooLarge = "E0706", Error, "sweep grid too large",
+"A sweep's grid (the product of its axes' lengths) may have at most 100,000 points, so that a
+typo in a range does not start a million training runs. Split the sweep or use fewer values.
+";
     NoEffect = "W0001", Warning, "setting has no effect",
 "The setting is legal but has no effect under the chosen configuration, for example a DAC level
 error with bit-serial inputs, or a step schedule that never steps. Remove it, or change the

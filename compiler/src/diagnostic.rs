@@ -134,4 +134,14 @@ impl Diagnostics {
     pub fn as_slice(&self) -> &[Diagnostic] {
         &self.list
     }
+
+    /// How many errors were recorded.
+    pub fn error_count(&self) -> usize {
+        self.list.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Every diagnostic, to edit before recording them elsewhere.
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.list
+    }
 }

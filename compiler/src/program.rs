@@ -15,6 +15,31 @@ pub struct Program {
     pub networks: Vec<Network>,
     /// Every `train` block of the root file, in source order.
     pub trains: Vec<TrainRun>,
+    /// Every `sweep` block of the root file, in source order.
+    pub sweeps: Vec<Sweep>,
+}
+
+/// A checked `sweep` block: a grid of train runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// Its name.
+    pub name: String,
+    /// The swept parameters, as dotted keys in the order written (`train`, `seed`,
+    /// `hardware.noise.sigma_lsb`).
+    pub axes: Vec<String>,
+    /// Every point, in grid order (the first axis varies slowest).
+    pub points: Vec<SweepPoint>,
+}
+
+/// One point of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepPoint {
+    /// Its index in the grid.
+    pub index: usize,
+    /// Each axis's value at this point, as written in the file (one per [`Sweep::axes`]).
+    pub values: Vec<String>,
+    /// The checked run (named `SWEEP[index]`).
+    pub run: TrainRun,
 }
 
 /// A network with inferred shapes.

@@ -12,6 +12,7 @@ mod error;
 mod metrics;
 mod prepare;
 mod session;
+pub mod sweep;
 
 pub use error::Error;
 pub use metrics::{EpochMetrics, RunMetrics};

@@ -8,6 +8,7 @@ mod build;
 mod network;
 mod params;
 pub mod suggest;
+mod sweep;
 mod train;
 pub mod values;
 
@@ -49,9 +50,93 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
     let loaded = loader::load(root_path, root_name, root_text, loader, &mut diags);
     let root = loaded.files.first().map(|(id, _)| *id).unwrap_or(FileId(0));
     let env = train::FileEnv { dirs: &loaded.dirs, sources: &loaded.sources, loader };
-    let program = check(&loaded.sources, &loaded.files, root, &env, &mut diags);
-    let program = if diags.has_errors() { None } else { program };
+    let (files, sweeps) = sweep::extract(&loaded.files, root, &mut diags);
+    let points = sweep::points(&sweeps, &files, &loaded.sources);
+    let heads = sweep::heads(&sweeps);
+    let all: Vec<&sweep::PointDef> = points.iter().collect();
+    let mut grid = Diagnostics::default();
+    let program = check(&loaded.sources, &sweep::with_points(&files, root, &all), root, &env, &mut grid);
+    let mut found = grid.into_vec();
+    if !found.is_empty() && !points.is_empty() {
+        name_points(&mut found, &files, root, &points, &heads, &loaded.sources, &env);
+    }
+    for d in sweep::dedup(found) {
+        diags.push(d);
+    }
+    let program = if diags.has_errors() { None } else { program.map(|p| split_sweeps(p, &points, &heads)) };
     Compilation { sources: loaded.sources, program, diagnostics: diags.into_sorted() }
+}
+
+/// The most points whose errors are traced back to them one by one (each is checked alone).
+const POINTS_TRACED: usize = 2_000;
+
+/// Adds to each diagnostic that only sweep points have a note naming the first point that has
+/// it: every point is checked alone, against the file without points.
+fn name_points(
+    found: &mut [Diagnostic],
+    files: &[(FileId, ast::File)],
+    root: FileId,
+    points: &[sweep::PointDef],
+    heads: &[sweep::SweepHead],
+    sources: &SourceMap,
+    env: &train::FileEnv<'_>,
+) {
+    let mut base = Diagnostics::default();
+    check(sources, files, root, env, &mut base);
+    let known: BTreeSet<_> = base.as_slice().iter().map(sweep::identity).collect();
+    let mut first: BTreeMap<_, (usize, usize)> = BTreeMap::new();
+    for (i, p) in points.iter().enumerate().take(POINTS_TRACED) {
+        let mut d = Diagnostics::default();
+        check(sources, &sweep::with_points(files, root, &[p]), root, env, &mut d);
+        for x in d.as_slice() {
+            let id = sweep::identity(x);
+            if !known.contains(&id) {
+                first.entry(id).or_insert((i, 0)).1 += 1;
+            }
+        }
+    }
+    for d in found.iter_mut() {
+        if let Some(&(i, n)) = first.get(&sweep::identity(d)) {
+            let also = match n {
+                1 => String::new(),
+                n => format!(" (and {} more point{})", n - 1, if n == 2 { "" } else { "s" }),
+            };
+            d.notes.push(format!("{}{also}", sweep::describe(&points[i], heads)));
+        }
+    }
+}
+
+/// Moves the sweep points' runs from the program's train runs into its sweeps.
+fn split_sweeps(mut program: Program, points: &[sweep::PointDef], heads: &[sweep::SweepHead]) -> Program {
+    let mut runs: BTreeMap<String, crate::program::TrainRun> = BTreeMap::new();
+    program.trains.retain(|t| {
+        if points.iter().any(|p| p.train == t.name) {
+            runs.insert(t.name.clone(), t.clone());
+            false
+        } else {
+            true
+        }
+    });
+    program.sweeps = heads
+        .iter()
+        .enumerate()
+        .map(|(s, h)| crate::program::Sweep {
+            name: h.name.clone(),
+            axes: h.axes.clone(),
+            points: points
+                .iter()
+                .filter(|p| p.sweep == s)
+                .filter_map(|p| {
+                    Some(crate::program::SweepPoint {
+                        index: p.index,
+                        values: p.values.iter().map(|(_, v)| v.clone()).collect(),
+                        run: runs.remove(&p.train)?,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    program
 }
 
 /// One definition: a top-level block whose kind is known.
@@ -126,7 +211,7 @@ fn check(
     if !diags.has_errors() {
         report_unused(&defs, &used, diags); // after errors, "unused" is mostly noise
     }
-    Some(Program { hardware, networks: networks.into_values().flatten().collect(), trains })
+    Some(Program { hardware, networks: networks.into_values().flatten().collect(), trains, sweeps: Vec::new() })
 }
 
 /// Collects the definitions of every file, reporting unknown kinds and duplicates.
