@@ -53,7 +53,13 @@ pub fn command(files: &[PathBuf], format: crate::MessageFormat, color: bool, den
                 errln!("error: `{shown}` failed to check: {counts}");
             } else {
                 let runs = comp.program.as_ref().map_or(0, |p| p.trains.len());
-                outln!("ok: `{shown}`: {} ({counts})", plural(runs, "train block"));
+                let sweeps: Vec<String> = comp
+                    .program
+                    .iter()
+                    .flat_map(|p| &p.sweeps)
+                    .map(|s| format!(", sweep `{}` ({})", s.name, plural(s.points.len(), "point")))
+                    .collect();
+                outln!("ok: `{shown}`: {}{} ({counts})", plural(runs, "train block"), sweeps.concat());
             }
         }
         if failed {

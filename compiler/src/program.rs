@@ -326,4 +326,6 @@ pub struct TrainRun {
     pub eval_every: u64,
     /// Whether this is the f32 reference run.
     pub reference: bool,
+    /// At most this many training samples per epoch (`None`: all of them).
+    pub limit: Option<usize>,
 }

@@ -830,6 +830,7 @@ pub const TRAIN: BlockSpec = BlockSpec {
         p("seed", int(0, BIG), "1", "Seed of initialization, shuffling and noise."),
         p("eval_every", int(1, BIG), "1", "Evaluate on the test set every this many epochs (and after the last)."),
         p("reference", Ty::Bool, "false", "Run the f32 reference instead: no quantization, no IMC."),
+        opt("limit", int(1, BIG), "Train on at most this many samples per epoch (default: the whole training set)."),
     ],
     sections: &[],
 };

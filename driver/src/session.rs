@@ -104,7 +104,7 @@ impl Session {
                 data.features()
             )));
         }
-        let n_train = opts.overrides.limit.map_or(data.train_y.len(), |l| l.min(data.train_y.len()));
+        let n_train = opts.overrides.limit.or(run.limit).map_or(data.train_y.len(), |l| l.min(data.train_y.len()));
         let tail = match n_train % run.batch {
             0 => None,
             short => Some(prepare::lower_run(program, &TrainRun { batch: short, ..run.clone() })?),

@@ -54,11 +54,13 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
     let points = sweep::points(&sweeps, &files, &loaded.sources);
     let heads = sweep::heads(&sweeps);
     let all: Vec<&sweep::PointDef> = points.iter().collect();
-    let mut grid = Diagnostics::default();
+    // Every check starts from what loading reported (the checker looks at earlier errors).
+    let before = std::mem::take(&mut diags);
+    let mut grid = before.clone();
     let program = check(&loaded.sources, &sweep::with_points(&files, root, &all), root, &env, &mut grid);
     let mut found = grid.into_vec();
-    if !found.is_empty() && !points.is_empty() {
-        name_points(&mut found, &files, root, &points, &heads, &loaded.sources, &env);
+    if found.len() > before.as_slice().len() && !points.is_empty() {
+        name_points(&mut found, &before, &files, root, &points, &heads, &loaded.sources, &env);
     }
     for d in sweep::dedup(found) {
         diags.push(d);
@@ -72,8 +74,10 @@ const POINTS_TRACED: usize = 2_000;
 
 /// Adds to each diagnostic that only sweep points have a note naming the first point that has
 /// it: every point is checked alone, against the file without points.
+#[allow(clippy::too_many_arguments)]
 fn name_points(
     found: &mut [Diagnostic],
+    before: &Diagnostics,
     files: &[(FileId, ast::File)],
     root: FileId,
     points: &[sweep::PointDef],
@@ -81,12 +85,12 @@ fn name_points(
     sources: &SourceMap,
     env: &train::FileEnv<'_>,
 ) {
-    let mut base = Diagnostics::default();
+    let mut base = before.clone();
     check(sources, files, root, env, &mut base);
     let known: BTreeSet<_> = base.as_slice().iter().map(sweep::identity).collect();
     let mut first: BTreeMap<_, (usize, usize)> = BTreeMap::new();
     for (i, p) in points.iter().enumerate().take(POINTS_TRACED) {
-        let mut d = Diagnostics::default();
+        let mut d = before.clone();
         check(sources, &sweep::with_points(files, root, &[p]), root, env, &mut d);
         for x in d.as_slice() {
             let id = sweep::identity(x);

@@ -125,6 +125,7 @@ impl TrainCx<'_, '_> {
             schedule: build::schedule(self.ps.get("schedule")),
             seed: int("seed"),
             eval_every: int("eval_every"),
+            limit: self.ps.try_get("limit").and_then(|v| v.as_int()).map(|l| l as usize),
             reference,
         })
     }
