@@ -9,6 +9,7 @@ mod load;
 mod lower_cmd;
 mod quantize;
 mod render;
+mod report;
 mod sweep_cmd;
 mod train;
 
@@ -142,6 +143,9 @@ enum Command {
         /// (results are bit-identical; this is slower).
         #[arg(long)]
         no_jit: bool,
+        /// Write a self-contained HTML report (`DIR/index.html`, SVG charts) of the runs.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Run a `sweep` block's grid on every core (or one shard of it), writing
     /// `results.csv` and `results.json` atomically after every point; `--merge` joins shards.
@@ -181,6 +185,9 @@ enum Command {
         /// Run the digital remainder on the reference executor instead of JIT-compiled code.
         #[arg(long)]
         no_jit: bool,
+        /// Write a self-contained HTML report (`DIR/index.html`, SVG charts) of the results.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Lower train blocks to the mapped IR and print it.
     #[command(display_order = 2)]
@@ -269,6 +276,7 @@ fn run(command: Command) -> ExitCode {
             sigma_lsb,
             limit,
             no_jit,
+            report,
         } => {
             let opts = imcc_driver::Options {
                 overrides: imcc_driver::Overrides { epochs, reference, sigma_lsb, limit: limit.map(|l| l as usize) },
@@ -278,13 +286,13 @@ fn run(command: Command) -> ExitCode {
                 eval: true,
                 jit: !no_jit,
             };
-            train::command(&file, train.as_deref(), &opts, metrics_json.as_deref())
+            train::command(&file, train.as_deref(), &opts, metrics_json.as_deref(), report.as_deref())
         }
         Command::Bench { file, kernels: true, train, reps, .. } => {
             bench_kernels::command(&file, train.as_deref(), reps as usize)
         }
         Command::Bench { file, samples, no_jit, .. } => train::bench(&file, samples as usize, no_jit),
-        Command::Sweep { file, sweep, jobs, out, shard, resume, merge, epochs, limit, no_jit } => {
+        Command::Sweep { file, sweep, jobs, out, shard, resume, merge, epochs, limit, no_jit, report } => {
             sweep_cmd::command(sweep_cmd::Args {
                 file,
                 sweep,
@@ -293,6 +301,7 @@ fn run(command: Command) -> ExitCode {
                 shard,
                 resume,
                 merge,
+                report,
                 session: imcc_driver::Options {
                     overrides: imcc_driver::Overrides {
                         epochs,

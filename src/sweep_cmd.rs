@@ -25,6 +25,8 @@ pub struct Args {
     pub resume: bool,
     /// Shard directories to join into `out`.
     pub merge: Vec<PathBuf>,
+    /// Where to write the HTML report.
+    pub report: Option<PathBuf>,
     /// Every point's session settings (overrides, JIT).
     pub session: Options,
 }
@@ -32,7 +34,8 @@ pub struct Args {
 /// Runs `imcc sweep`.
 pub fn command(a: Args) -> ExitCode {
     if !a.merge.is_empty() {
-        return merge(&a.merge, &a.out);
+        let code = merge(&a.merge, &a.out);
+        return with_report(code, a.report.as_deref(), &a.out);
     }
     let Some(file) = a.file.as_deref() else {
         errln!("error: `imcc sweep` needs a FILE, or --merge DIR... --out DIR");
@@ -104,7 +107,7 @@ pub fn command(a: Args) -> ExitCode {
         b.finish_and_clear();
     }
     match result {
-        Ok(records) => summary(&records, chosen.points.len(), &a.out),
+        Ok(records) => with_report(summary(&records, chosen.points.len(), &a.out), a.report.as_deref(), &a.out),
         Err(e) => {
             errln!("error: {e}");
             ExitCode::from(2)
@@ -145,6 +148,30 @@ fn summary(records: &[PointRecord], total: usize, out: &Path) -> ExitCode {
         out.join("results.json").display()
     );
     if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// Writes the report of the sweep results in `out` to `dir`, when asked.
+fn with_report(code: ExitCode, dir: Option<&Path>, out: &Path) -> ExitCode {
+    let Some(dir) = dir else { return code };
+    let read = || -> Result<(), String> {
+        let text = std::fs::read_to_string(out.join("results.json"))
+            .map_err(|e| format!("{}: {e}", out.join("results.json").display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let name = v["sweep"].as_str().unwrap_or_default();
+        let axes: Vec<String> = serde_json::from_value(v["axes"].clone()).map_err(|e| e.to_string())?;
+        let points = sweep::read_points(out).map_err(|e| e.to_string())?;
+        crate::report::sweep(dir, name, &axes, &points)
+    };
+    match read() {
+        Ok(()) => {
+            outln!("report: {}", dir.join("index.html").display());
+            code
+        }
+        Err(e) => {
+            errln!("error: the report: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn merge(from: &[PathBuf], out: &Path) -> ExitCode {

@@ -47,6 +47,7 @@ pub fn command(
     only: Option<&str>,
     opts: &Options,
     metrics: Option<&std::path::Path>,
+    report: Option<&std::path::Path>,
 ) -> ExitCode {
     let (comp, _, names) = match checked_runs(path, only, Lowering::Skip) {
         Ok(x) => x,
@@ -59,6 +60,14 @@ pub fn command(
         return ExitCode::from(2);
     }
     if let Some(Err(e)) = metrics.map(durable::check_writable) {
+        errln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if let Some(Err(e)) = report.map(|d| {
+        std::fs::create_dir_all(d)
+            .map_err(|e| format!("--report: cannot create {}: {e}", d.display()))
+            .and_then(|()| durable::check_writable(&d.join("index.html")))
+    }) {
         errln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -112,6 +121,15 @@ pub fn command(
     if !results.is_empty() {
         outln!();
         out!("{}", table(&results));
+    }
+    if let Some(dir) = report {
+        match crate::report::train(dir, &path.display().to_string(), &results) {
+            Ok(()) => outln!("report: {}", dir.join("index.html").display()),
+            Err(e) => {
+                errln!("error: the report: {e}");
+                status = ExitCode::from(2);
+            }
+        }
     }
     status
 }

@@ -28,6 +28,9 @@ pub struct Checkpoint {
     pub energy: f64,
     /// Energy by MVM kind and component.
     pub breakdown: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Energy by layer and MVM kind (`remainder` for the digital rest).
+    #[serde(default)]
+    pub by_layer: BTreeMap<String, BTreeMap<String, f64>>,
     /// Per-epoch metrics so far.
     pub metrics: Vec<EpochMetrics>,
     /// The executor's state.

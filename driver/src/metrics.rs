@@ -39,6 +39,12 @@ pub struct RunMetrics {
     /// The ADC gain of each input plane of each IMC MVM in the last training step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub final_adc_gains: BTreeMap<String, Vec<f64>>,
+    /// Energy by layer and MVM kind (`remainder` for the digital rest), in joules, over the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub energy_by_layer: BTreeMap<String, BTreeMap<String, f64>>,
+    /// How each IMC MVM's ADCs used their range in the last training step, per input plane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adc_use: Vec<imcc_runtime::exec::AdcUse>,
     /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`; absent elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_bytes: Option<u64>,

@@ -70,6 +70,7 @@ struct Totals {
     samples: u64,
     energy: f64,
     breakdown: BTreeMap<String, BTreeMap<String, f64>>,
+    by_layer: BTreeMap<String, BTreeMap<String, f64>>,
     metrics: Vec<EpochMetrics>,
 }
 
@@ -160,6 +161,7 @@ impl Session {
             samples: c.samples,
             energy: c.energy,
             breakdown: c.breakdown,
+            by_layer: c.by_layer,
             metrics: c.metrics,
         };
         Ok(())
@@ -189,6 +191,8 @@ impl Session {
             energy_breakdown: t.breakdown.clone(),
             samples_per_second: clock.1 as f64 / clock.0.as_secs_f64().max(1e-9),
             final_adc_gains: self.ex.last_adc_gains().into_iter().collect(),
+            energy_by_layer: t.by_layer.clone(),
+            adc_use: self.ex.adc_use(),
             peak_rss_bytes: crate::metrics::peak_rss_bytes(),
         })
     }
@@ -213,7 +217,7 @@ impl Session {
             clock.1 += chunk.len() as u64;
             let priced =
                 if chunk.len() == self.run.batch { &self.step } else { self.tail.as_ref().unwrap_or(&self.step) };
-            add_energy(priced, &self.ex.take_counts(), &mut self.totals.energy, &mut self.totals.breakdown);
+            add_energy(priced, &self.ex.take_counts(), &mut self.totals);
             obs.step(&Progress {
                 run: &self.run.name,
                 epoch: (epoch + 1, epochs),
@@ -269,6 +273,7 @@ impl Session {
             samples: t.samples,
             energy: t.energy,
             breakdown: t.breakdown.clone(),
+            by_layer: t.by_layer.clone(),
             metrics: t.metrics.clone(),
             state: self.ex.state(),
         };
@@ -286,11 +291,12 @@ fn batch(x: &ndarray::Array2<f32>, idx: &[usize], input: &[usize]) -> ArrayD<f32
 
 /// Adds one training step's measured energy (the simulator's events, the digital MACs, and the
 /// digital remainder) to the running totals.
-fn add_energy(step: &Step, counts: &[MvmCounts], total: &mut f64, by: &mut BTreeMap<String, BTreeMap<String, f64>>) {
+fn add_energy(step: &Step, counts: &[MvmCounts], t: &mut Totals) {
     let ledger = energy::measured(step, counts, 1);
-    *total += ledger.total();
+    t.energy += ledger.total();
     for r in &ledger.rows {
-        *by.entry(r.mvm.clone()).or_default().entry(r.component.to_string()).or_default() += r.joules;
+        *t.breakdown.entry(r.mvm.clone()).or_default().entry(r.component.to_string()).or_default() += r.joules;
+        *t.by_layer.entry(r.layer.clone()).or_default().entry(r.mvm.clone()).or_default() += r.joules;
     }
 }
 

@@ -31,6 +31,26 @@ use std::fmt;
 use std::sync::Arc;
 use tensor::Tensor;
 
+/// How one IMC MVM's ADCs used their range ([`Executor::adc_use`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdcUse {
+    /// The MVM (`fc1.forward`).
+    pub mvm: String,
+    /// Per input plane.
+    pub planes: Vec<PlaneUse>,
+}
+
+/// One input plane's ADC range.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlaneUse {
+    /// The range gain.
+    pub gain: f64,
+    /// The column-sum range the ADC covered: native full scale over gain (sums above it clip).
+    pub covered: f64,
+    /// The running maximum column sum (what the `max` policy fits the range to).
+    pub max_sum: f64,
+}
+
 /// Why a step could not run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecError {
@@ -126,6 +146,9 @@ pub struct Executor {
     /// The gains each IMC MVM's planes used in the last training step (an observation, not
     /// state: it is not checkpointed).
     last_gains: Vec<Vec<f64>>,
+    /// Per IMC MVM, the native full scale of each input plane's column sums in the last
+    /// training step (with the gains: the range each plane's ADC covered).
+    last_full_scales: Vec<Vec<f64>>,
 }
 
 /// Seeds evaluation noise apart from every training step's (`mix` of this and the step count).
@@ -195,6 +218,7 @@ impl Executor {
             group_mode: GroupMode::Jit,
             eval_batch: None,
             last_gains: vec![Vec::new(); step.mvms.len()],
+            last_full_scales: vec![Vec::new(); step.mvms.len()],
             tile,
             hyper,
             step,
@@ -408,6 +432,30 @@ impl Executor {
             .zip(&self.last_gains)
             .filter(|(_, g)| !g.is_empty())
             .map(|(m, g)| (m.name.clone(), g.clone()))
+            .collect()
+    }
+
+    /// How each IMC MVM's ADCs used their range in the last training step, plane by plane:
+    /// the gain, the column-sum range it covered (native full scale over gain) and the running
+    /// maximum column sum the range policy tracks (empty before the first step).
+    pub fn adc_use(&self) -> Vec<AdcUse> {
+        self.step
+            .mvms
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.last_gains[*i].is_empty())
+            .map(|(i, m)| AdcUse {
+                mvm: m.name.clone(),
+                planes: self.last_gains[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &gain)| {
+                        let covered = self.last_full_scales[i].get(k).map_or(0.0, |fs| fs / gain.max(1e-300));
+                        let max = self.adc[i].get(k).map_or(0.0, |r| r.max);
+                        PlaneUse { gain, covered, max_sum: max }
+                    })
+                    .collect(),
+            })
             .collect()
     }
 

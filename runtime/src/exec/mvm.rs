@@ -97,6 +97,7 @@ impl Executor {
                 let seed = mix(stream, 0x5EED_0000 + m.0 as u64);
                 if self.eval_batch.is_none() {
                     self.last_gains[m.index()].clone_from(&gains);
+                    self.last_full_scales[m.index()].clone_from(&fs);
                 }
                 let y = tile.mvm_with_stats(p, &input, &Gains::PerPlane(gains), seed, &mut ev, &mut stats)?;
                 if self.eval_batch.is_none() {
