@@ -5,6 +5,7 @@ mod output;
 mod bench_kernels;
 mod check_cmd;
 mod energy_cmd;
+mod eval_cmd;
 mod load;
 mod lower_cmd;
 mod quantize;
@@ -189,6 +190,36 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
     },
+    /// Test trained runs (from `imcc train --checkpoint DIR`) at other noise levels or on
+    /// another chip than they were trained on: the weights and ADC ranges learned at one noise
+    /// level, evaluated at others.
+    ///
+    /// Exit status: 0 on success, 1 when the file has errors or a run has no usable checkpoint,
+    /// 2 on a usage error.
+    #[command(display_order = 4)]
+    Eval {
+        /// The file the runs were trained from.
+        file: PathBuf,
+        /// The checkpoint directory the runs were trained into.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Only this train block (default: all of them).
+        #[arg(long)]
+        train: Option<String>,
+        /// Test at these noise levels (sigma in LSB at native range; repeat or separate with
+        /// commas; default: each run's own).
+        #[arg(long, value_delimiter = ',')]
+        sigma_lsb: Vec<f64>,
+        /// Test on this `hardware` block of the file instead of the trained chip.
+        #[arg(long)]
+        hardware: Option<String>,
+        /// Print `{"evaluations": [...]}` JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run the digital remainder on the reference executor instead of JIT-compiled code.
+        #[arg(long)]
+        no_jit: bool,
+    },
     /// Lower train blocks to the mapped IR and print it.
     #[command(display_order = 2)]
     Lower {
@@ -313,6 +344,13 @@ fn run(command: Command) -> ExitCode {
                     ..Default::default()
                 },
             })
+        }
+        Command::Eval { file, checkpoint, train, sigma_lsb, hardware, json, no_jit } => {
+            if let Err(e) = eval_cmd::existing_dir(&checkpoint) {
+                errln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            eval_cmd::command(eval_cmd::Args { file, checkpoint, train, sigma_lsb, hardware, json, no_jit })
         }
         Command::Energy { file, train, json } => energy_cmd::command(&file, train.as_deref(), json),
         Command::Reference => {

@@ -155,7 +155,7 @@ fn reports_render_in_a_real_browser_with_their_charts() {
     let (dom, shot) = render(&browser, &report.join("index.html"), &d);
     let figs = figures(&dom);
     let ids: Vec<&str> = figs.iter().map(|(i, _)| i.as_str()).collect();
-    for want in ["accuracy-hardware-noise-sigma_lsb", "accuracy-train", "pareto"] {
+    for want in ["accuracy-hardware-noise-sigma_lsb", "pareto"] {
         assert!(ids.contains(&want), "the sweep report lacks `{want}`: {ids:?}");
     }
     let (_, pareto) = figs.iter().find(|(i, _)| i == "pareto").expect("pareto");

@@ -17,4 +17,4 @@ pub mod sweep;
 pub use error::Error;
 pub use metrics::{EpochMetrics, RunMetrics};
 pub use prepare::{Overrides, hyper};
-pub use session::{Observer, Options, Progress, Session, prepare_checkpoints};
+pub use session::{Observer, Options, Progress, Session, evaluate_checkpoint, prepare_checkpoints};

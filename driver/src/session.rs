@@ -282,6 +282,29 @@ impl Session {
     }
 }
 
+/// Test accuracy of the run trained into checkpoint directory `dir`, evaluated with `run`'s
+/// settings and `opts`' overrides, which may differ from the training's in everything but the
+/// seed and the data: the weights and ADC ranges a chip learned at one noise level, tested at
+/// another or on another chip. Nothing is written.
+pub fn evaluate_checkpoint(
+    program: &Program,
+    run: &TrainRun,
+    dir: &std::path::Path,
+    opts: &Options,
+) -> Result<f64, Error> {
+    let path = checkpoint::path(dir, &run.name, opts.overrides.reference || run.reference);
+    if !path.exists() {
+        return Err(Error::Checkpoint(format!("no checkpoint of `{}`: {} does not exist", run.name, path.display())));
+    }
+    let opts =
+        Options { checkpoint: Some(dir.to_path_buf()), resume: true, accept_changes: true, eval: true, ..opts.clone() };
+    let mut s = Session::new(program, run, &opts)?;
+    if s.totals.epochs_done == 0 {
+        return Err(Error::Checkpoint(format!("{} holds no finished epoch", path.display())));
+    }
+    s.evaluate()
+}
+
 /// Rows `idx` of `x`, shaped as a batch of the network input.
 fn batch(x: &ndarray::Array2<f32>, idx: &[usize], input: &[usize]) -> ArrayD<f32> {
     let rows = x.select(Axis(0), idx);

@@ -186,7 +186,10 @@ pub fn sweep(dir: &Path, name: &str, axes: &[String], points: &[PointRecord]) ->
     for axis in axes.iter().filter(|a| *a != "seed") {
         let mut xs: Vec<String> = ok.iter().filter_map(|p| value(p, axis)).collect();
         dedup_keep_order(&mut xs);
-        if xs.len() < 2 && !(axis == "train" && axes.iter().all(|a| a == "train" || a == "seed")) {
+        // The policy (`train`) is each other chart's series; on its own axis only when it is
+        // the one thing swept.
+        let others = varying.iter().any(|a| *a != "train" && *a != "seed");
+        if xs.len() < 2 && axis != "train" || axis == "train" && others {
             continue;
         }
         let numeric: Option<Vec<f64>> = xs.iter().map(|x| x.parse::<f64>().ok()).collect();

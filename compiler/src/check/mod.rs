@@ -60,7 +60,7 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
     let program = check(&loaded.sources, &sweep::with_points(&files, root, &all), root, &env, &mut grid);
     let mut found = grid.into_vec();
     if found.len() > before.as_slice().len() && !points.is_empty() {
-        name_points(&mut found, &before, &files, root, &points, &heads, &loaded.sources, &env);
+        found = name_points(found, &before, &files, root, &points, &heads, &loaded.sources, &env);
     }
     for d in sweep::dedup(found) {
         diags.push(d);
@@ -72,11 +72,14 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
 /// The most points whose errors are traced back to them one by one (each is checked alone).
 const POINTS_TRACED: usize = 2_000;
 
-/// Adds to each diagnostic that only sweep points have a note naming the first point that has
-/// it: every point is checked alone, against the file without points.
+/// Keeps the diagnostics of the file and the errors of sweep points, each point error with a
+/// note naming the first point that has it (every point is checked alone, against the file
+/// without points). Warnings only points have are dropped: a point varies settings on purpose,
+/// and a setting one of its values makes moot (noise scaling at `sigma_lsb = 0`) is the
+/// sweep's intent, not a mistake.
 #[allow(clippy::too_many_arguments)]
 fn name_points(
-    found: &mut [Diagnostic],
+    found: Vec<Diagnostic>,
     before: &Diagnostics,
     files: &[(FileId, ast::File)],
     root: FileId,
@@ -84,15 +87,20 @@ fn name_points(
     heads: &[sweep::SweepHead],
     sources: &SourceMap,
     env: &train::FileEnv<'_>,
-) {
+) -> Vec<Diagnostic> {
     let mut base = before.clone();
     check(sources, files, root, env, &mut base);
     let known: BTreeSet<_> = base.as_slice().iter().map(sweep::identity).collect();
+    let mut found: Vec<Diagnostic> =
+        found.into_iter().filter(|d| d.is_error() || known.contains(&sweep::identity(d))).collect();
+    if !found.iter().any(|d| !known.contains(&sweep::identity(d))) {
+        return found;
+    }
     let mut first: BTreeMap<_, (usize, usize)> = BTreeMap::new();
     for (i, p) in points.iter().enumerate().take(POINTS_TRACED) {
         let mut d = before.clone();
         check(sources, &sweep::with_points(files, root, &[p]), root, env, &mut d);
-        for x in d.as_slice() {
+        for x in d.as_slice().iter().filter(|x| x.is_error()) {
             let id = sweep::identity(x);
             if !known.contains(&id) {
                 first.entry(id).or_insert((i, 0)).1 += 1;
@@ -108,6 +116,7 @@ fn name_points(
             d.notes.push(format!("{}{also}", sweep::describe(&points[i], heads)));
         }
     }
+    found
 }
 
 /// Moves the sweep points' runs from the program's train runs into its sweeps.
