@@ -148,14 +148,23 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
 
 /// `imcc energy`: the report of every selected train block, as text or JSON.
 pub fn command(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCode {
-    let (comp, steps, names) = match crate::load::checked_runs(path, only, crate::load::Lowering::Through(None)) {
+    let (comp, steps) = match crate::load::load_checked(
+        path,
+        crate::load::Lowering::Through(None),
+        crate::use_color(crate::ColorChoice::Auto),
+    ) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let Some(program) = &comp.program else { return ExitCode::from(1) };
-    let runs = program.trains.iter().filter(|r| names.contains(&r.name));
+    // Train blocks and sweep points (`--train noise[3]`).
+    let all: Vec<_> = program.all_runs().collect();
+    let runs = match crate::load::select(&all, |r| r.name.as_str(), only, &path.display().to_string()) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let mut out = Vec::new();
-    for run in runs {
+    for run in runs.into_iter().copied() {
         let Some(step) = steps.iter().find(|s| s.name == run.name) else { continue };
         let r = report(run, step);
         if json {

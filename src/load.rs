@@ -15,8 +15,8 @@ pub enum Lowering {
     Skip,
 }
 
-/// Compiles `path` and (as `lowering` says) lowers each of its train blocks, adding lowering's
-/// diagnostics. Returns the compilation and the lowered steps (empty when anything failed).
+/// Compiles `path` and (as `lowering` says) lowers each of its train blocks and sweep points,
+/// adding lowering's diagnostics. Returns the compilation and the lowered steps (empty when anything failed).
 pub fn compile_and_lower(
     path: &std::path::Path,
     shown: &str,
@@ -26,10 +26,17 @@ pub fn compile_and_lower(
     let mut comp = imcc_compiler::compile(path, shown, text, &FsLoader);
     let mut steps = Vec::new();
     if let (Some(program), Lowering::Through(after)) = (&comp.program, lowering) {
-        for run in &program.trains {
+        // Sweep points too: each is checked, and lowered, like a train block.
+        for run in program.all_runs() {
             match lower::lower(program, run, after) {
                 Ok(s) => steps.push(s),
-                Err(lower::LowerError::Diagnostics(d)) => comp.diagnostics.extend(d),
+                Err(lower::LowerError::Diagnostics(d)) => {
+                    let note = program.point_note(&run.name);
+                    comp.diagnostics.extend(d.into_iter().map(|mut d| {
+                        d.notes.extend(note.clone());
+                        d
+                    }));
+                }
                 Err(lower::LowerError::Internal(e)) => {
                     return Err(format!("internal compiler error while lowering `{}`: {e}", run.name));
                 }

@@ -48,8 +48,7 @@ pub fn command(
                 }
             },
             crate::Emit::Clif => {
-                let Some(run) = comp.program.as_ref().and_then(|p| p.trains.iter().find(|r| r.name == step.name))
-                else {
+                let Some(run) = comp.program.as_ref().and_then(|p| p.all_runs().find(|r| r.name == step.name)) else {
                     continue;
                 };
                 let consts = imcc_runtime::jit::Consts::from(&imcc_driver::hyper(run));

@@ -19,6 +19,23 @@ pub struct Program {
     pub sweeps: Vec<Sweep>,
 }
 
+impl Program {
+    /// Every run: the train blocks, then every point of every sweep.
+    pub fn all_runs(&self) -> impl Iterator<Item = &TrainRun> {
+        self.trains.iter().chain(self.sweeps.iter().flat_map(|s| s.points.iter().map(|p| &p.run)))
+    }
+
+    /// The note that names sweep point `run` (`at point 3 of sweep `noise`: seed = 2, ...`),
+    /// when `run` is one.
+    pub fn point_note(&self, run: &str) -> Option<String> {
+        self.sweeps.iter().find_map(|s| {
+            let p = s.points.iter().find(|p| p.run.name == run)?;
+            let set: Vec<String> = s.axes.iter().zip(&p.values).map(|(k, v)| format!("{k} = {v}")).collect();
+            Some(format!("at point {} of sweep `{}`: {}", p.index, s.name, set.join(", ")))
+        })
+    }
+}
+
 /// A checked `sweep` block: a grid of train runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sweep {
