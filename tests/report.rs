@@ -119,7 +119,7 @@ fn reports_render_in_a_real_browser_with_their_charts() {
     let (dom, shot) = render(&browser, &train.join("index.html"), &d);
     let figs = figures(&dom);
     let ids: Vec<&str> = figs.iter().map(|(i, _)| i.as_str()).collect();
-    for want in ["loss", "accuracy", "energy-layers-full", "energy-components", "adc-full"] {
+    for want in ["loss", "accuracy", "energy-layers-full", "energy-components", "adc-full", "clipping-full"] {
         assert!(ids.contains(&want), "the training report lacks `{want}`: {ids:?}");
     }
     for (id, body) in &figs {

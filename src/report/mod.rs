@@ -146,6 +146,43 @@ pub fn train(dir: &Path, file: &str, runs: &[RunMetrics]) -> Result<(), String> 
             ),
         });
     }
+    for r in runs.iter().filter(|r| !r.adc_use.is_empty()) {
+        let lines: Vec<Line> = r
+            .adc_use
+            .iter()
+            .map(|a| Line {
+                name: a.mvm.clone(),
+                points: a
+                    .planes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.conversions > 0)
+                    .map(|(k, p)| (k as f64, 100.0 * p.clip_rate))
+                    .collect(),
+                reference: false,
+            })
+            .filter(|l| !l.points.is_empty())
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        figs.push(Figure {
+            id: format!("clipping-{}", r.name),
+            svg: plots::lines(
+                &Axes {
+                    title: &format!("{}: ADC clipping per input plane", r.name),
+                    x: "input plane",
+                    y: "conversions clipped by the range (%)",
+                },
+                &lines,
+                None,
+            )?,
+            caption: format!(
+                "`{}`, over its training steps: the share of each IMC MVM's conversions whose noiseless column sum lay beyond its ADC's range (clipped by the range, not by noise), per input plane.",
+                r.name
+            ),
+        });
+    }
     let mut table = String::from(
         "<table><tr><th>run</th><th>policy</th><th>test accuracy</th><th>energy per sample (J)</th><th>samples/s</th></tr>",
     );

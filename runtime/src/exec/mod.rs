@@ -49,6 +49,11 @@ pub struct PlaneUse {
     pub covered: f64,
     /// The running maximum column sum (what the `max` policy fits the range to).
     pub max_sum: f64,
+    /// The share of this plane's conversions whose noiseless column sum lay beyond the range
+    /// (clipped by the range, not by noise), over the executor's training steps.
+    pub clip_rate: f64,
+    /// This plane's conversions over the executor's training steps.
+    pub conversions: u64,
 }
 
 /// Why a step could not run.
@@ -149,6 +154,9 @@ pub struct Executor {
     /// Per IMC MVM, the native full scale of each input plane's column sums in the last
     /// training step (with the gains: the range each plane's ADC covered).
     last_full_scales: Vec<Vec<f64>>,
+    /// Per IMC MVM and input plane, `(clipped, conversions)` over this executor's training
+    /// steps: how often the ADC range clipped a noiseless column sum.
+    clip_counts: Vec<Vec<(u64, u64)>>,
 }
 
 /// Seeds evaluation noise apart from every training step's (`mix` of this and the step count).
@@ -219,6 +227,7 @@ impl Executor {
             eval_batch: None,
             last_gains: vec![Vec::new(); step.mvms.len()],
             last_full_scales: vec![Vec::new(); step.mvms.len()],
+            clip_counts: vec![Vec::new(); step.mvms.len()],
             tile,
             hyper,
             step,
@@ -435,9 +444,10 @@ impl Executor {
             .collect()
     }
 
-    /// How each IMC MVM's ADCs used their range in the last training step, plane by plane:
-    /// the gain, the column-sum range it covered (native full scale over gain) and the running
-    /// maximum column sum the range policy tracks (empty before the first step).
+    /// How each IMC MVM's ADCs used their range, plane by plane: the gain and the column-sum
+    /// range it covered (native full scale over gain) in the last training step, the running
+    /// maximum column sum the range policy tracks, and how often the range clipped over the
+    /// training steps this executor ran (empty before the first step).
     pub fn adc_use(&self) -> Vec<AdcUse> {
         self.step
             .mvms
@@ -452,7 +462,9 @@ impl Executor {
                     .map(|(k, &gain)| {
                         let covered = self.last_full_scales[i].get(k).map_or(0.0, |fs| fs / gain.max(1e-300));
                         let max = self.adc[i].get(k).map_or(0.0, |r| r.max);
-                        PlaneUse { gain, covered, max_sum: max }
+                        let (clipped, conversions) = self.clip_counts[i].get(k).copied().unwrap_or_default();
+                        let clip_rate = if conversions > 0 { clipped as f64 / conversions as f64 } else { 0.0 };
+                        PlaneUse { gain, covered, max_sum: max, clip_rate, conversions }
                     })
                     .collect(),
             })

@@ -101,6 +101,11 @@ impl Executor {
                 }
                 let y = tile.mvm_with_stats(p, &input, &Gains::PerPlane(gains), seed, &mut ev, &mut stats)?;
                 if self.eval_batch.is_none() {
+                    let clips = &mut self.clip_counts[m.index()];
+                    clips.resize(stats.count.len().max(clips.len()), (0, 0));
+                    for (c, (&k, &n)) in clips.iter_mut().zip(stats.clipped.iter().zip(&stats.count)) {
+                        *c = (c.0 + k, c.1 + n);
+                    }
                     let momentum = Running::momentum(&plan.policy);
                     for (k, r) in running.iter_mut().enumerate() {
                         r.update(&stats, k, momentum);

@@ -54,6 +54,24 @@ impl Converter {
         Converter { lsb: fs / cmax as f64, sigma_counts, cmin, cmax }
     }
 
+    /// Whether sum `v` lies beyond the outermost codes' bins (`v/LSB <= cmin − 1/2` or
+    /// `>= cmax + 1/2`): the range clips it, whatever the noise adds.
+    #[inline]
+    pub fn clips(&self, v: f64) -> bool {
+        let u = v / self.lsb;
+        u <= self.cmin as f64 - 0.5 || u >= self.cmax as f64 + 0.5
+    }
+
+    /// The table indices (sum − `vmin`) that clip: `(below, from)`, the indices below `below`
+    /// and from `from` on ([`Converter::clips`] on integer sums; saturated to `u32`).
+    pub fn clip_indices(&self, vmin: i64) -> (u32, u32) {
+        let sat = |x: f64| x.clamp(0.0, u32::MAX as f64) as u32;
+        // Integer sums v with v <= (cmin − 1/2)·LSB, and v >= (cmax + 1/2)·LSB.
+        let below = ((self.cmin as f64 - 0.5) * self.lsb).floor() - vmin as f64 + 1.0;
+        let from = ((self.cmax as f64 + 0.5) * self.lsb).ceil() - vmin as f64;
+        (sat(below), sat(from))
+    }
+
     /// The code of sum `v` with standard-normal draw `z` (the direct path).
     #[inline]
     pub fn code_direct(&self, v: f64, z: f64) -> i64 {
@@ -113,6 +131,9 @@ pub(crate) struct CodeTable {
     /// log2 of the buckets per sum.
     bits: u32,
     buckets: Vec<u64>,
+    /// [`Parts::clip_below`] and [`Parts::clip_from`].
+    clip_below: u32,
+    clip_from: u32,
 }
 
 /// What the conversion kernels read of a table.
@@ -126,6 +147,10 @@ pub(crate) struct Parts<'a> {
     pub lo: u32,
     pub hi: u32,
     pub buckets: &'a [u64],
+    /// Indices below `clip_below` or from `clip_from` on are sums beyond the outermost codes'
+    /// bins (`v/LSB <= cmin − 1/2` or `>= cmax + 1/2`): the ADC range clips them before noise.
+    pub clip_below: u32,
+    pub clip_from: u32,
 }
 
 impl Parts<'_> {
@@ -178,7 +203,17 @@ impl CodeTable {
         let lo = Self::span(&conv, vmin, vmax).0;
         let bits = Self::bits_for(&conv);
         let hi = lo + rows as i64 - 1;
-        CodeTable { conv, vmin, lo: (lo - vmin) as u32, hi: (hi - vmin) as u32, bits, buckets: vec![0; rows << bits] }
+        let (clip_below, clip_from) = conv.clip_indices(vmin);
+        CodeTable {
+            conv,
+            vmin,
+            lo: (lo - vmin) as u32,
+            hi: (hi - vmin) as u32,
+            bits,
+            buckets: vec![0; rows << bits],
+            clip_below,
+            clip_from,
+        }
     }
 
     /// The table of `conv` for sums `vmin..=vmax` with every stored row built, the rows in
@@ -240,7 +275,15 @@ impl CodeTable {
     /// What the conversion kernels read.
     #[inline]
     pub fn parts(&self) -> Parts<'_> {
-        Parts { bits: self.bits, unbias: self.conv.cmin - 1, lo: self.lo, hi: self.hi, buckets: &self.buckets }
+        Parts {
+            bits: self.bits,
+            unbias: self.conv.cmin - 1,
+            lo: self.lo,
+            hi: self.hi,
+            buckets: &self.buckets,
+            clip_below: self.clip_below,
+            clip_from: self.clip_from,
+        }
     }
 
     /// The code of table index `i` for the uniform 32-bit draw `r`, building its row if needed.
@@ -470,11 +513,39 @@ mod tests {
             let mut own = vec![0u64; n];
             for v in vmin..=1152 {
                 fill_row(&conv, v, table.bits, &mut own);
-                let p = Parts { bits: table.bits, unbias: conv.cmin - 1, lo: 0, hi: 0, buckets: &own };
+                let p = Parts {
+                    bits: table.bits,
+                    unbias: conv.cmin - 1,
+                    lo: 0,
+                    hi: 0,
+                    buckets: &own,
+                    clip_below: 0,
+                    clip_from: u32::MAX,
+                };
                 for r in (0..64u32).map(|k| k.wrapping_mul(0x9E37_79B9) ^ (k << 26)) {
                     assert_eq!(table.code(table.index(v), r), code_from(&p, 0, r), "{zero:?} v={v} r={r:#x}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn clip_indices_are_the_sums_the_range_clips() {
+        for (zero, gain, vmin) in
+            [(AdcZero::Unsigned, 1.0, 0), (AdcZero::Unsigned, 7.3, 0), (AdcZero::Signed, 2.5, -1152)]
+        {
+            let conv = Converter::new(8, zero, 0.05, 1152.0, 1152.0, 1.0, gain);
+            let (below, from) = conv.clip_indices(vmin);
+            let mut clipped = 0;
+            for v in vmin..=1152 {
+                let i = (v - vmin) as u32;
+                assert_eq!(i < below || i >= from, conv.clips(v as f64), "{zero:?} gain {gain} v={v}");
+                // Exactly the sums whose noiseless code falls outside the ADC's codes.
+                let r = (v as f64 / conv.lsb).round() as i64;
+                assert_eq!(conv.clips(v as f64), r > conv.cmax || r < conv.cmin, "v={v}");
+                clipped += u64::from(conv.clips(v as f64));
+            }
+            assert_eq!(clipped > 0, gain > 1.0, "{zero:?} gain {gain}: {clipped} clipped sums");
         }
     }
 

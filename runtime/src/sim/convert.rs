@@ -21,11 +21,13 @@ pub(crate) struct Moments {
     pub sum_sq: u64,
     pub lo: u32,
     pub hi: u32,
+    /// Indices the ADC range clips ([`adc::Parts::clip_below`], [`adc::Parts::clip_from`]).
+    pub clipped: u64,
 }
 
 impl Default for Moments {
     fn default() -> Self {
-        Moments { count: 0, sum: 0, sum_sq: 0, lo: u32::MAX, hi: 0 }
+        Moments { count: 0, sum: 0, sum_sq: 0, lo: u32::MAX, hi: 0, clipped: 0 }
     }
 }
 
@@ -37,10 +39,12 @@ impl Moments {
         self.sum_sq += o.sum_sq;
         self.lo = self.lo.min(o.lo);
         self.hi = self.hi.max(o.hi);
+        self.clipped += o.clipped;
     }
 
     #[inline(always)]
-    fn add(&mut self, i: u32) {
+    fn add(&mut self, i: u32, p: &Parts<'_>) {
+        self.clipped += u64::from(i < p.clip_below || i >= p.clip_from);
         self.count += 1;
         self.sum += u64::from(i);
         self.sum_sq += u64::from(i) * u64::from(i);
@@ -136,7 +140,7 @@ fn fast_portable(
     let mut m = Moments::default();
     for j in 0..idx.len() {
         let i = idx[j];
-        m.add(i);
+        m.add(i, &p);
         let r = noise::draw32(key, counter.wrapping_add(j as u64));
         let k = r.checked_shr(32 - p.bits).unwrap_or(0) as usize;
         if !adc::built(p.buckets[(p.row(i) << p.bits) | k]) {
@@ -166,7 +170,9 @@ mod avx512 {
         slow: &mut Vec<u32>,
         misses: &mut Vec<u16>,
     ) -> Moments {
-        let Parts { bits, unbias, lo: row_lo, hi: row_hi, buckets } = parts;
+        let Parts { bits, unbias, lo: row_lo, hi: row_hi, buckets, clip_below, clip_from } = parts;
+        let (clip_below, clip_from) = (_mm512_set1_epi32(clip_below as i32), _mm512_set1_epi32(clip_from as i32));
+        let mut clipped = 0u64;
         let n = idx.len();
         let blocks = n.div_ceil(16);
         misses.clear();
@@ -226,6 +232,9 @@ mod avx512 {
             sq = _mm512_add_epi64(sq, _mm512_add_epi64(_mm512_mul_epu32(iv_lo, iv_lo), _mm512_mul_epu32(iv_hi, iv_hi)));
             lo = _mm512_mask_min_epu32(lo, valid, lo, iv);
             hi = _mm512_mask_max_epu32(hi, valid, hi, iv);
+            let clip = _mm512_mask_cmplt_epu32_mask(valid, iv, clip_below)
+                | _mm512_mask_cmpge_epu32_mask(valid, iv, clip_from);
+            clipped += u64::from(clip.count_ones());
             // Sixteen draws: SplitMix64's finalizer on eight counters, split in halves.
             let mut r = _mm512_xor_si512(z, _mm512_srli_epi64::<30>(z));
             r = _mm512_mullo_epi64(r, m1);
@@ -268,6 +277,7 @@ mod avx512 {
             sum_sq: _mm512_reduce_add_epi64(sq) as u64,
             lo: _mm512_reduce_min_epu32(lo),
             hi: _mm512_reduce_max_epu32(hi),
+            clipped,
         }
     }
 }
@@ -312,8 +322,11 @@ mod tests {
                 let expect: Vec<i64> = reference(&mut table, &idx, -4, 77, 1000).iter().map(|c| c + 5).collect();
                 assert_eq!(acc, expect, "{path:?} sigma {sigma}");
                 let mut want = Moments::default();
-                idx.iter().for_each(|&i| want.add(i));
+                idx.iter().for_each(|&i| want.add(i, &table.parts()));
                 assert_eq!(m, want, "{path:?}");
+                // The clipped count, against the converter's own rule on the sums.
+                let clipped = idx.iter().filter(|&&i| conv.clips((i as i64 - 3456) as f64)).count() as u64;
+                assert_eq!(m.clipped, clipped, "{path:?} gain {gain}");
             }
         }
     }

@@ -81,6 +81,9 @@ pub struct PlaneStats {
     pub sum_sq: Vec<f64>,
     /// Largest column sum magnitude per plane.
     pub max: Vec<f64>,
+    /// Conversions per plane whose noiseless sum lies beyond the ADC range (beyond the
+    /// outermost codes' bins): clipped by the range, not by noise.
+    pub clipped: Vec<u64>,
 }
 
 impl PlaneStats {
@@ -90,6 +93,7 @@ impl PlaneStats {
             sum: vec![0.0; planes],
             sum_sq: vec![0.0; planes],
             max: vec![0.0; planes],
+            clipped: vec![0; planes],
         };
     }
 
@@ -103,6 +107,7 @@ impl PlaneStats {
         let q = qi + 2 * vmin * si + n * vmin * vmin;
         let max = if n == 0 { 0 } else { (m.lo as i64 + vmin).abs().max((m.hi as i64 + vmin).abs()) };
         self.count[plane] += m.count;
+        self.clipped[plane] += m.clipped;
         self.sum[plane] += s as f64;
         self.sum_sq[plane] += q as f64;
         self.max[plane] = self.max[plane].max(max as f64);
@@ -114,6 +119,7 @@ impl PlaneStats {
             self.sum[p] += o.sum[p];
             self.sum_sq[p] += o.sum_sq[p];
             self.max[p] = self.max[p].max(o.max[p]);
+            self.clipped[p] += o.clipped[p];
         }
     }
 

@@ -302,6 +302,8 @@ impl Job<'_, '_> {
             stats.record_reals(g.plane, &buf.real_sums);
             for (j, (o, &v)) in out_row.iter_mut().zip(&buf.real_sums).enumerate() {
                 let v = gains.map_or(v, |gs| v * gs[j] as f64);
+                // The sum the ADC sees (gain mismatch included) decides whether the range clips.
+                stats.clipped[g.plane] += u64::from(conv.clips(v));
                 *o += scale * conv.sample_direct(v, rng) as f64;
             }
         }
