@@ -24,6 +24,10 @@ pub struct TrainState {
     pub gradscale: BTreeMap<String, f32>,
     /// Batch-norm running mean and variance by the name of the normalized value.
     pub bn_running: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+    /// `(clipped, conversions)` per input plane, by MVM name: the ADC clipping counted so far
+    /// (a resumed run goes on counting; older checkpoints have none).
+    #[serde(default)]
+    pub adc_clips: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
 impl Executor {
@@ -60,6 +64,14 @@ impl Executor {
                 .iter()
                 .map(|(&i, (m, v))| (self.node_key(i), (m.to_vec(), v.to_vec())))
                 .collect(),
+            adc_clips: self
+                .step
+                .mvms
+                .iter()
+                .zip(&self.clip_counts)
+                .filter(|(_, c)| !c.is_empty())
+                .map(|(m, c)| (m.name.clone(), c.clone()))
+                .collect(),
         }
     }
 
@@ -78,6 +90,10 @@ impl Executor {
             if let Some(saved) = s.adc.get(&m.name) {
                 r.clone_from(saved);
             }
+        }
+        for (m, c) in self.step.mvms.iter().zip(self.clip_counts.iter_mut()) {
+            // Counts only: they never change training, so any shape restores.
+            c.clone_from(s.adc_clips.get(&m.name).unwrap_or(&Vec::new()));
         }
         self.steps = s.steps;
         self.gradscale = gradscale;
