@@ -6,6 +6,7 @@ mod plots;
 use imcc_driver::RunMetrics;
 use imcc_driver::durable;
 use imcc_driver::sweep::PointRecord;
+use imcc_runtime::exec::PlaneUse;
 use plots::{Axes, Line, Spread};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -110,78 +111,32 @@ pub fn train(dir: &Path, file: &str, runs: &[RunMetrics]) -> Result<(), String> 
         });
     }
     for r in runs.iter().filter(|r| !r.adc_use.is_empty()) {
-        let lines: Vec<Line> = r
-            .adc_use
-            .iter()
-            .map(|a| Line {
-                name: a.mvm.clone(),
-                points: a
-                    .planes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.covered > 0.0)
-                    .map(|(k, p)| (k as f64, 100.0 * p.max_sum / p.covered))
-                    .collect(),
-                reference: false,
-            })
-            .filter(|l| !l.points.is_empty())
-            .collect();
-        if lines.is_empty() {
-            continue;
+        let range_use = |p: &PlaneUse| (p.covered > 0.0).then(|| 100.0 * p.max_sum / p.covered);
+        if let Some(svg) =
+            per_plane(r, "ADC range use per input plane", "running max column sum / ADC range (%)", range_use)?
+        {
+            figs.push(Figure {
+                id: format!("adc-{}", r.name),
+                svg,
+                caption: format!(
+                    "`{}`, last training step: each IMC MVM's running maximum column sum as a share of the range its ADC covered (native full scale over the gain), per input plane. Above 100%: the largest sums clip.",
+                    r.name
+                ),
+            });
         }
-        figs.push(Figure {
-            id: format!("adc-{}", r.name),
-            svg: plots::lines(
-                &Axes {
-                    title: &format!("{}: ADC range use per input plane", r.name),
-                    x: "input plane",
-                    y: "running max column sum / ADC range (%)",
-                },
-                &lines,
-                None,
-            )?,
-            caption: format!(
-                "`{}`, last training step: each IMC MVM's running maximum column sum as a share of the range its ADC covered (native full scale over the gain), per input plane. Above 100%: the largest sums clip.",
-                r.name
-            ),
-        });
-    }
-    for r in runs.iter().filter(|r| !r.adc_use.is_empty()) {
-        let lines: Vec<Line> = r
-            .adc_use
-            .iter()
-            .map(|a| Line {
-                name: a.mvm.clone(),
-                points: a
-                    .planes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.conversions > 0)
-                    .map(|(k, p)| (k as f64, 100.0 * p.clip_rate))
-                    .collect(),
-                reference: false,
-            })
-            .filter(|l| !l.points.is_empty())
-            .collect();
-        if lines.is_empty() {
-            continue;
+        let clipping = |p: &PlaneUse| (p.conversions > 0).then_some(100.0 * p.clip_rate);
+        if let Some(svg) =
+            per_plane(r, "ADC clipping per input plane", "conversions clipped by the range (%)", clipping)?
+        {
+            figs.push(Figure {
+                id: format!("clipping-{}", r.name),
+                svg,
+                caption: format!(
+                    "`{}`, over its training steps: the share of each IMC MVM's conversions whose noiseless column sum lay beyond its ADC's range (clipped by the range, not by noise), per input plane.",
+                    r.name
+                ),
+            });
         }
-        figs.push(Figure {
-            id: format!("clipping-{}", r.name),
-            svg: plots::lines(
-                &Axes {
-                    title: &format!("{}: ADC clipping per input plane", r.name),
-                    x: "input plane",
-                    y: "conversions clipped by the range (%)",
-                },
-                &lines,
-                None,
-            )?,
-            caption: format!(
-                "`{}`, over its training steps: the share of each IMC MVM's conversions whose noiseless column sum lay beyond its ADC's range (clipped by the range, not by noise), per input plane.",
-                r.name
-            ),
-        });
     }
     let mut table = String::from(
         "<table><tr><th>run</th><th>policy</th><th>test accuracy</th><th>energy per sample (J)</th><th>samples/s</th></tr>",
@@ -198,6 +153,30 @@ pub fn train(dir: &Path, file: &str, runs: &[RunMetrics]) -> Result<(), String> 
     }
     table.push_str("</table>");
     write(dir, &format!("imcc training report: {file}"), &table, &figs)
+}
+
+/// A chart of one value per IMC MVM and input plane of run `r` (`None`: no plane has one).
+fn per_plane(
+    r: &RunMetrics,
+    title: &str,
+    y: &str,
+    value: impl Fn(&PlaneUse) -> Option<f64>,
+) -> Result<Option<String>, String> {
+    let lines: Vec<Line> = r
+        .adc_use
+        .iter()
+        .map(|a| Line {
+            name: a.mvm.clone(),
+            points: a.planes.iter().enumerate().filter_map(|(k, p)| Some((k as f64, value(p)?))).collect(),
+            reference: false,
+        })
+        .filter(|l| !l.points.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("{}: {title}", r.name);
+    plots::lines(&Axes { title: &title, x: "input plane", y }, &lines, None).map(Some)
 }
 
 /// Training samples the run's energy covers (from its curve; 1 when unknown).

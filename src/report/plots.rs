@@ -2,6 +2,7 @@
 //! values with their spread over seeds, and scatter plots with a Pareto front.
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::full_palette;
 
@@ -84,22 +85,55 @@ fn svg(draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>) -> 
     Ok(out)
 }
 
+/// The coordinates every plot draws in.
+type Coords = Cartesian2d<RangedCoordf64, RangedCoordf64>;
+
+/// A titled chart with room for axis labels over `x` and `y`.
+fn frame<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    axes: &Axes<'_>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<ChartContext<'a, DB, Coords>> {
+    ChartBuilder::on(root)
+        .caption(axes.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// The legend, at `at`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Coords>,
+    at: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(full_palette::GREY_400)
+        .position(at)
+        .draw()
+        .map_err(err)
+}
+
+/// The name of category `v` (an integer position) on a categorical axis; nothing between.
+fn category(names: &[String], v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 && v >= 0.0 {
+        names.get(v.round() as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// Lines over a numeric x axis (`x_labels` names integer positions when given).
 pub fn lines(axes: &Axes<'_>, lines: &[Line], x_labels: Option<&[String]>) -> Result<String> {
     svg(|root| {
         let ((x0, x1), (y0, y1)) = bounds(lines.iter().flat_map(|l| l.points.iter()));
-        let mut chart = ChartBuilder::on(root)
-            .caption(axes.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
+        let mut chart = frame(root, axes, x0..x1, y0..y1)?;
         let label = |v: &f64| match x_labels {
-            Some(names) if (v - v.round()).abs() < 1e-9 && *v >= 0.0 => {
-                names.get(v.round() as usize).cloned().unwrap_or_default()
-            }
-            Some(_) => String::new(),
+            Some(names) => category(names, *v),
             None => format_number(*v),
         };
         // Integer x (epochs, planes): one tick per integer when there are few, no fractions.
@@ -125,13 +159,7 @@ pub fn lines(axes: &Axes<'_>, lines: &[Line], x_labels: Option<&[String]>) -> Re
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
             chart.draw_series(l.points.iter().map(|&p| Circle::new(p, 3, c.filled()))).map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(full_palette::GREY_400)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -142,20 +170,8 @@ pub fn stacked(axes: &Axes<'_>, categories: &[String], parts: &[(String, Vec<f64
             .map(|i| parts.iter().map(|(_, v)| v.get(i).copied().unwrap_or(0.0).max(0.0)).sum::<f64>())
             .fold(0.0f64, f64::max);
         let n = categories.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(root)
-            .caption(axes.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5f64..n - 0.5, 0.0..(top * 1.25).max(1e-12))
-            .map_err(err)?;
-        let label = |v: &f64| {
-            if (v - v.round()).abs() < 1e-9 && *v >= 0.0 {
-                categories.get(v.round() as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
+        let mut chart = frame(root, axes, -0.5f64..n - 0.5, 0.0..(top * 1.25).max(1e-12))?;
+        let label = |v: &f64| category(categories, *v);
         chart
             .configure_mesh()
             .x_desc(axes.x)
@@ -185,13 +201,7 @@ pub fn stacked(axes: &Axes<'_>, categories: &[String], parts: &[(String, Vec<f64
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(full_palette::GREY_400)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -209,18 +219,9 @@ pub fn spread(axes: &Axes<'_>, series: &[Spread], x_labels: Option<&[String]>) -
         let all: Vec<(f64, f64)> =
             series.iter().flat_map(|s| s.points.iter().flat_map(|&(x, _, lo, hi)| [(x, lo), (x, hi)])).collect();
         let ((x0, x1), (y0, y1)) = bounds(all.iter());
-        let mut chart = ChartBuilder::on(root)
-            .caption(axes.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
+        let mut chart = frame(root, axes, x0..x1, y0..y1)?;
         let label = |v: &f64| match x_labels {
-            Some(names) if (v - v.round()).abs() < 1e-9 && *v >= 0.0 => {
-                names.get(v.round() as usize).cloned().unwrap_or_default()
-            }
-            Some(_) => String::new(),
+            Some(names) => category(names, *v),
             None => format_number(*v),
         };
         let mut mesh = chart.configure_mesh();
@@ -240,13 +241,7 @@ pub fn spread(axes: &Axes<'_>, series: &[Spread], x_labels: Option<&[String]>) -
                 .draw_series(s.points.iter().map(|&(x, m, lo, hi)| ErrorBar::new_vertical(x, lo, m, hi, c.filled(), 8)))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(full_palette::GREY_400)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -254,13 +249,7 @@ pub fn spread(axes: &Axes<'_>, series: &[Spread], x_labels: Option<&[String]>) -
 pub fn pareto(axes: &Axes<'_>, groups: &[(String, Vec<(f64, f64)>)]) -> Result<String> {
     svg(|root| {
         let ((x0, x1), (y0, y1)) = bounds(groups.iter().flat_map(|(_, p)| p.iter()));
-        let mut chart = ChartBuilder::on(root)
-            .caption(axes.title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
+        let mut chart = frame(root, axes, x0..x1, y0..y1)?;
         chart
             .configure_mesh()
             .x_desc(axes.x)
@@ -284,13 +273,7 @@ pub fn pareto(axes: &Axes<'_>, groups: &[(String, Vec<(f64, f64)>)]) -> Result<S
             .map_err(err)?
             .label("Pareto front")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(full_palette::GREY_400)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
