@@ -327,3 +327,42 @@ fn memory_stays_flat_however_many_steps_a_run_takes() {
     let grown = long.saturating_sub(short) as f64 / (1 << 20) as f64;
     assert!(grown < 8.0, "peak memory grew by {grown:.1} MiB over 4 times the steps ({short} -> {long} bytes)");
 }
+
+/// A sweep of two digits points into `out` (`imcc sweep` arguments).
+fn sweep_args(d: &Path, out: &Path) -> Vec<String> {
+    let f = d.join("s.imc");
+    let example = root().join("examples/digits_mlp.imc");
+    std::fs::write(
+        &f,
+        format!(
+            "import \"{}\";\nsweep s {{ train = [all_digital]; seed = [1, 2]; limit = 64; epochs = 1; }}\n",
+            example.display()
+        ),
+    )
+    .expect("write");
+    ["sweep", f.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "1"].map(String::from).to_vec()
+}
+
+#[test]
+fn a_sweep_goes_on_and_keeps_its_results_when_stdout_closes() {
+    let d = scratch("closed-sweep");
+    let out = d.join("out");
+    let args = sweep_args(&d, &out);
+    let o = with_closed_stdout(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&out.join("results.json"))["points_done"], 2, "both points trained and were recorded");
+}
+
+#[test]
+fn a_second_sweep_into_the_same_directory_is_refused() {
+    let d = scratch("locked-sweep");
+    let out = d.join("out");
+    let lock = imcc_driver::checkpoint::lock_dir(&out).expect("lock");
+    let args = sweep_args(&d, &out);
+    let o = Command::new(env!("CARGO_BIN_EXE_imcc")).args(&args).output().expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("in use by another imcc process"), "{}", stderr(&o));
+    drop(lock);
+    let o = Command::new(env!("CARGO_BIN_EXE_imcc")).args(&args).output().expect("runs");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
