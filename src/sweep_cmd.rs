@@ -68,7 +68,13 @@ pub fn command(a: Args) -> ExitCode {
     let opts = SweepOptions { out: a.out.clone(), jobs, shard, resume: a.resume, session: a.session };
     let visible = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = Mutex::new(ProgressBar::hidden());
-    let running = Mutex::new(Vec::<String>::new());
+    // The points training now, with their epochs done.
+    let running = Mutex::new(Vec::<(String, String)>::new());
+    let show = |r: &[(String, String)]| {
+        let parts: Vec<String> =
+            r.iter().map(|(n, e)| if e.is_empty() { n.clone() } else { format!("{n} ({e})") }).collect();
+        format!("training {}", parts.join(", "))
+    };
     let on = |e: SweepEvent<'_>| {
         let Ok(mut b) = bar.lock() else { return };
         match e {
@@ -87,15 +93,23 @@ pub fn command(a: Args) -> ExitCode {
             }
             SweepEvent::PointStarted(p) => {
                 if let Ok(mut r) = running.lock() {
-                    r.push(p.run.name.clone());
-                    b.set_message(format!("training {}", r.join(" ")));
+                    r.push((p.run.name.clone(), String::new()));
+                    b.set_message(show(&r));
+                }
+            }
+            SweepEvent::Epoch { run, epoch, epochs } => {
+                if let Ok(mut r) = running.lock() {
+                    if let Some(e) = r.iter_mut().find(|(n, _)| n == run) {
+                        e.1 = format!("epoch {epoch}/{epochs}");
+                    }
+                    b.set_message(show(&r));
                 }
             }
             SweepEvent::PointFinished(r) => {
                 if let Ok(mut run) = running.lock() {
                     let name = format!("{}[{}]", r.sweep, r.index);
-                    run.retain(|n| *n != name);
-                    b.set_message(format!("training {}", run.join(" ")));
+                    run.retain(|(n, _)| *n != name);
+                    b.set_message(show(&run));
                 }
                 b.inc(1);
                 b.suspend(|| outln!("{}", line(r)));

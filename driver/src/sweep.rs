@@ -48,8 +48,29 @@ pub enum SweepEvent<'a> {
     },
     /// A point starts training.
     PointStarted(&'a SweepPoint),
+    /// A point finished an epoch (`epoch` of `epochs`).
+    Epoch {
+        /// The point's run (`noise[3]`).
+        run: &'a str,
+        /// Epochs done.
+        epoch: u64,
+        /// Epochs in all.
+        epochs: u64,
+    },
     /// A point finished (trained or failed); its record is on disk.
     PointFinished(&'a PointRecord),
+}
+
+/// Passes a point's finished epochs on as [`SweepEvent::Epoch`].
+struct Epochs<'o> {
+    on: &'o (dyn Fn(SweepEvent<'_>) + Sync),
+    epochs: u64,
+}
+
+impl crate::Observer for Epochs<'_> {
+    fn epoch(&mut self, run: &str, m: &EpochMetrics) {
+        (self.on)(SweepEvent::Epoch { run, epoch: m.epoch, epochs: self.epochs });
+    }
 }
 
 /// One finished point: what it set, how it ended, what it measured.
@@ -145,7 +166,7 @@ pub fn run(
                         break;
                     }
                     on(SweepEvent::PointStarted(p));
-                    let record = train_point(program, sweep, p, &opts.session);
+                    let record = train_point(program, sweep, p, &opts.session, on);
                     // One writer at a time: the point file, then the tables from every point file.
                     let _w = write.lock().unwrap_or_else(|e| e.into_inner());
                     match save_point(&opts.out, &record).and_then(|()| write_tables(&opts.out, sweep)) {
@@ -168,7 +189,13 @@ pub fn run(
 }
 
 /// Trains one point; a failure becomes a failed record.
-fn train_point(program: &Program, sweep: &Sweep, p: &SweepPoint, opts: &Options) -> PointRecord {
+fn train_point(
+    program: &Program,
+    sweep: &Sweep,
+    p: &SweepPoint,
+    opts: &Options,
+    on: &(dyn Fn(SweepEvent<'_>) + Sync),
+) -> PointRecord {
     let mut record = PointRecord {
         format: FORMAT.into(),
         sweep: sweep.name.clone(),
@@ -187,7 +214,8 @@ fn train_point(program: &Program, sweep: &Sweep, p: &SweepPoint, opts: &Options)
         let est = energy::estimate(s.step());
         let base = energy::baseline(s.step(), Precision::Int4);
         let saving = (est.mvm_total() > 0.0).then(|| base.mvm_total() / est.mvm_total());
-        s.train(&mut ()).map(|m| (m, saving))
+        let mut epochs = Epochs { on, epochs: s.run().epochs };
+        s.train(&mut epochs).map(|m| (m, saving))
     });
     match result {
         Ok((m, saving)) => {
