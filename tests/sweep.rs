@@ -137,6 +137,9 @@ fn an_interrupted_sweep_resumes_without_redoing_finished_points() {
     ok(&sweep(&file, &whole, &[]));
     assert_eq!(results(&out), results(&whole), "a resumed sweep differs from an uninterrupted one");
 
+    // Other epochs on the command line would mix results: refused.
+    let o = sweep(&file, &out, &["--resume", "--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     // A changed file is refused, naming the point.
     let file = sweep_file(&d, &axes.replace("epochs = 3", "epochs = 2"));
     let o = sweep(&file, &out, &["--resume"]);

@@ -148,14 +148,15 @@ pub fn run(
     let _lock = open_dir(&opts.out, opts.resume)?;
     let existing = read_points(&opts.out)?;
     for r in &existing {
-        check_same(r, sweep, &opts.out)?;
+        check_same(r, sweep, &opts.out, &opts.session.overrides)?;
     }
     let done: Vec<usize> = existing.iter().map(|r| r.index).collect();
     let todo: Vec<&SweepPoint> = sweep.points.iter().filter(|p| p.index % n == i && !done.contains(&p.index)).collect();
     on(SweepEvent::Started { todo: todo.len(), done: existing.len() });
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let write = Mutex::new(());
+    // The records so far (the directory's, then each finished point's), behind the one writer.
+    let records = Mutex::new(existing);
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.min(todo.len()) {
             s.spawn(|| {
@@ -167,9 +168,14 @@ pub fn run(
                     }
                     on(SweepEvent::PointStarted(p));
                     let record = train_point(program, sweep, p, &opts.session, on);
-                    // One writer at a time: the point file, then the tables from every point file.
-                    let _w = write.lock().unwrap_or_else(|e| e.into_inner());
-                    match save_point(&opts.out, &record).and_then(|()| write_tables(&opts.out, sweep)) {
+                    // One writer at a time: the point file, then the tables of every record.
+                    let mut all = records.lock().unwrap_or_else(|e| e.into_inner());
+                    let saved = save_point(&opts.out, &record).and_then(|()| {
+                        all.push(record.clone());
+                        all.sort_by_key(|r| r.index);
+                        write_results(&opts.out, &sweep.name, &sweep.axes, sweep.points.len(), &all)
+                    });
+                    match saved {
                         Ok(()) => on(SweepEvent::PointFinished(&record)),
                         Err(e) => {
                             if let Ok(mut f) = failure.lock() {
@@ -184,8 +190,10 @@ pub fn run(
     if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
-    write_tables(&opts.out, sweep)?;
-    read_points(&opts.out)
+    let all = records.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Written again even when no point was left to train (a finished sweep resumed).
+    write_results(&opts.out, &sweep.name, &sweep.axes, sweep.points.len(), &all)?;
+    Ok(all)
 }
 
 /// Trains one point; a failure becomes a failed record.
@@ -208,7 +216,7 @@ fn train_point(
         energy_joules_per_sample: None,
         mvm_saving_vs_int4: None,
         samples_per_second: None,
-        run: settings(p),
+        run: settings(p, &opts.overrides),
     };
     let result = Session::new(program, &p.run, opts).and_then(|s| {
         let est = energy::estimate(s.step());
@@ -233,9 +241,13 @@ fn train_point(
     record
 }
 
-/// A point's settings as recorded: the checked run without its synthesized name.
-fn settings(p: &SweepPoint) -> serde_json::Value {
-    let mut v = serde_json::to_value(&p.run).unwrap_or(serde_json::Value::Null);
+/// A point's settings as recorded: the run it trains, the command line's overrides applied
+/// (`--epochs`, `--limit`: a resume with others must not mix results), without its
+/// synthesized name.
+fn settings(p: &SweepPoint, o: &crate::Overrides) -> serde_json::Value {
+    let mut run = crate::prepare::apply(&p.run, o).unwrap_or_else(|_| p.run.clone());
+    run.limit = o.limit.or(run.limit);
+    let mut v = serde_json::to_value(&run).unwrap_or(serde_json::Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.remove("name");
     }
@@ -243,7 +255,7 @@ fn settings(p: &SweepPoint) -> serde_json::Value {
 }
 
 /// Refuses a record of another sweep, point or setting.
-fn check_same(r: &PointRecord, sweep: &Sweep, dir: &Path) -> Result<(), Error> {
+fn check_same(r: &PointRecord, sweep: &Sweep, dir: &Path, o: &crate::Overrides) -> Result<(), Error> {
     let at = point_path(dir, r.index);
     if r.sweep != sweep.name {
         return Err(Error::at(&at, format!("holds a point of sweep `{}`, not `{}`", r.sweep, sweep.name)));
@@ -251,11 +263,11 @@ fn check_same(r: &PointRecord, sweep: &Sweep, dir: &Path) -> Result<(), Error> {
     let Some(p) = sweep.points.iter().find(|p| p.index == r.index) else {
         return Err(Error::at(&at, format!("point {} is not in the grid of `{}` any more", r.index, sweep.name)));
     };
-    if r.run != settings(p) {
+    if r.run != settings(p, o) {
         return Err(Error::at(
             &at,
             format!(
-                "point {} was trained with other settings than the file now gives it; use another --out directory, or remove the directory to start over",
+                "point {} was trained with other settings than the file and the command line now give it; use another --out directory, or remove the directory to start over",
                 r.index
             ),
         ));
@@ -315,12 +327,7 @@ pub fn read_points(dir: &Path) -> Result<Vec<PointRecord>, Error> {
     Ok(out)
 }
 
-/// Rewrites `results.json` and `results.csv` of `dir` from its point files.
-fn write_tables(dir: &Path, sweep: &Sweep) -> Result<(), Error> {
-    let records = read_points(dir)?;
-    write_results(dir, &sweep.name, &sweep.axes, sweep.points.len(), &records)
-}
-
+/// Writes `results.json` and `results.csv` of `dir` from `records` (by index), atomically.
 fn write_results(dir: &Path, name: &str, axes: &[String], total: usize, records: &[PointRecord]) -> Result<(), Error> {
     let json = serde_json::json!({
         "sweep": name,

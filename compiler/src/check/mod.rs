@@ -62,7 +62,9 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
     if found.len() > before.as_slice().len() && !points.is_empty() {
         found = name_points(found, &before, &files, root, &points, &heads, &loaded.sources, &env);
     }
-    for d in sweep::dedup(found) {
+    // Points repeat what they share; a file without sweeps keeps its diagnostics as they are.
+    let found = if points.is_empty() { found } else { sweep::dedup(found) };
+    for d in found {
         diags.push(d);
     }
     let program = if diags.has_errors() { None } else { program.map(|p| split_sweeps(p, &points, &heads)) };

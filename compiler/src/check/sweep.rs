@@ -259,7 +259,7 @@ fn range(span: Span, args: &[ast::Arg], diags: &mut Diagnostics) -> Option<Vec<E
     if pos.len() == 3 && step.is_none() {
         step = pos.pop();
     }
-    let ([(from, from_span), (to, _)], Some((st, st_span))) = (<[_; 2]>::try_from(pos).ok()?, step) else {
+    let (Ok([(from, from_span), (to, _)]), Some((st, st_span))) = (<[_; 2]>::try_from(pos), step) else {
         return bad(diags, span, "`range` takes `from`, `to` and `step`");
     };
     if from.unit.is_some() || to.unit.is_some() || st.unit.is_some() {
@@ -502,4 +502,44 @@ pub(crate) fn identity(d: &Diagnostic) -> (Code, Option<Span>, String) {
     }
     msg.push_str(rest);
     (d.code, d.labels.iter().find(|l| l.primary).map(|l| l.span), msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::loader::MemLoader;
+    use std::path::Path;
+
+    const BASE: &str = "network mlp { input = [64]; fc1: dense(10); loss: softmax_cross_entropy; }\n\
+                        train run { network = mlp; data = digits; }\n";
+
+    fn compile(sweep: &str) -> crate::Compilation {
+        let src = format!("{BASE}{sweep}\n");
+        crate::compile(Path::new("s.imc"), "s.imc", &src, &MemLoader::default())
+    }
+
+    #[test]
+    fn the_grid_varies_the_last_axis_fastest_and_ranges_give_round_numbers() {
+        let c = compile(
+            "sweep s { train = [run]; seed = [1, 2]; hardware { noise { sigma_lsb = range(0.1, 0.5, step = 0.2); } } }",
+        );
+        let p = c.program.expect("checks");
+        let s = &p.sweeps[0];
+        assert_eq!(s.axes, ["train", "seed", "hardware.noise.sigma_lsb"]);
+        let values: Vec<Vec<&str>> = s.points.iter().map(|p| p.values.iter().map(String::as_str).collect()).collect();
+        assert_eq!(values[0], ["run", "1", "0.1"]);
+        assert_eq!(values[1], ["run", "1", "0.3"]);
+        assert_eq!(values[5], ["run", "2", "0.5"]);
+        assert_eq!(s.points[4].run.seed, 2);
+        assert_eq!(s.points[4].run.hardware.noise.sigma_lsb, 0.3);
+        assert!(p.trains.iter().all(|t| !t.name.contains('[')), "points are not train blocks");
+    }
+
+    #[test]
+    fn every_malformed_range_is_an_error_not_a_dropped_axis() {
+        for bad in ["range(1)", "range(1, 2, 3, 4)", "range(1, 2)", "range(a, 2, step = 1)", "range(3, 2, step = 1)"] {
+            let c = compile(&format!("sweep s {{ train = [run]; seed = {bad}; }}"));
+            assert!(c.program.is_none(), "{bad} was accepted");
+            assert!(c.diagnostics.iter().any(|d| d.code == crate::codes::Code::SweepBadRange), "{bad}");
+        }
+    }
 }
