@@ -29,7 +29,17 @@ pub fn compile_and_lower(
         // Sweep points too: each is checked, and lowered, like a train block.
         for run in program.all_runs() {
             match lower::lower(program, run, after) {
-                Ok(s) => steps.push(s),
+                Ok(s) => {
+                    // Advice on the mapping, for train blocks (a sweep's points share their
+                    // train block's mapping and would repeat it).
+                    if after.is_none()
+                        && program.point_note(&run.name).is_none()
+                        && let Some(net) = program.networks.iter().find(|n| n.name == run.network)
+                    {
+                        comp.diagnostics.extend(lower::advise(net, run, &s));
+                    }
+                    steps.push(s)
+                }
                 Err(lower::LowerError::Diagnostics(d)) => {
                     let note = program.point_note(&run.name);
                     comp.diagnostics.extend(d.into_iter().map(|mut d| {

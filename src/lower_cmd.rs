@@ -40,6 +40,12 @@ pub fn command(
         match emit {
             crate::Emit::Ir => out!("{}", imcc_runtime::ir::text::print(step)),
             crate::Emit::Mapping => out!("{}", imcc_runtime::ir::text::mapping_summary(step)),
+            crate::Emit::MappingImc => {
+                let Some(run) = comp.program.as_ref().and_then(|p| p.all_runs().find(|r| r.name == step.name)) else {
+                    continue;
+                };
+                out!("{}", lower::mapping_source(step, run));
+            }
             crate::Emit::Json => match serde_json::to_string(step) {
                 Ok(j) => outln!("{j}"),
                 Err(e) => {

@@ -4,7 +4,7 @@
 mod output;
 mod bench_kernels;
 mod check_cmd;
-mod energy_cmd;
+mod cost_cmd;
 mod eval_cmd;
 mod load;
 mod lower_cmd;
@@ -69,10 +69,11 @@ enum Command {
     /// Print the reference of every block, section, parameter and layer (Markdown).
     #[command(display_order = 8)]
     Reference,
-    /// Estimate the energy of each train block's training step without training: the
-    /// itemized ledger, the digital 4-bit and FP16 baselines, and the savings.
-    #[command(display_order = 4)]
-    Energy {
+    /// Model the energy and time of each train block's training step without training: per
+    /// MVM, layer and step the joules, seconds, array utilization, TOPS, TOPS/W and EDP; the
+    /// digital 4-bit and FP16 baselines and the savings; inference throughput (alias: `energy`).
+    #[command(display_order = 4, visible_alias = "energy")]
+    Cost {
         /// The file.
         file: PathBuf,
         /// Only this train block (default: all of them).
@@ -262,6 +263,8 @@ pub enum Emit {
     Ast,
     Ir,
     Mapping,
+    /// The targets as a `mapping` block of the language, to paste into a file.
+    MappingImc,
     Json,
     /// The cranelift IR of every fusion group, as the JIT builds it.
     Clif,
@@ -352,7 +355,7 @@ fn run(command: Command) -> ExitCode {
             }
             eval_cmd::command(eval_cmd::Args { file, checkpoint, train, sigma_lsb, hardware, json, no_jit })
         }
-        Command::Energy { file, train, json } => energy_cmd::command(&file, train.as_deref(), json),
+        Command::Cost { file, train, json } => cost_cmd::command(&file, train.as_deref(), json),
         Command::Reference => {
             out!("{}", imcc_compiler::reference::markdown());
             ExitCode::SUCCESS

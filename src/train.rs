@@ -85,10 +85,11 @@ pub fn command(
         match Session::new(program, run, opts).and_then(|s| s.train(&mut bar)) {
             Ok(m) => {
                 outln!(
-                    "{}: test accuracy {:.4}, {:.3e} J per training sample, {:.0} samples/s",
+                    "{}: test accuracy {:.4}, {:.3e} J per training sample, modelled chip time {:.3e} s per epoch, {:.0} samples/s simulated",
                     m.name,
                     m.final_test_accuracy,
                     m.energy_joules_per_sample,
+                    m.chip_seconds_per_epoch,
                     m.samples_per_second
                 );
                 if let Some(line) = gains_line(&m) {
@@ -193,8 +194,18 @@ pub fn gains_line(r: &RunMetrics) -> Option<String> {
 /// The results table.
 pub fn table(runs: &[RunMetrics]) -> String {
     let mut out = String::new();
-    let header = ["run", "policy", "test acc", "energy/sample", "forward", "backward", "weight_grad", "samples/s"];
-    let rows: Vec<[String; 8]> = runs
+    let header = [
+        "run",
+        "policy",
+        "test acc",
+        "energy/sample",
+        "forward",
+        "backward",
+        "weight_grad",
+        "chip s/epoch",
+        "samples/s",
+    ];
+    let rows: Vec<[String; 9]> = runs
         .iter()
         .map(|r| {
             let kind = |k: &str| {
@@ -217,12 +228,13 @@ pub fn table(runs: &[RunMetrics]) -> String {
                 kind(Mvm::Forward.key()),
                 kind(Mvm::Backward.key()),
                 kind(Mvm::WeightGrad.key()),
+                format!("{:.3e}", r.chip_seconds_per_epoch),
                 format!("{:.0}", r.samples_per_second),
             ]
         })
         .collect();
     let widths: Vec<usize> =
-        (0..8).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+        (0..9).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
     let line = |cells: Vec<&str>| {
         cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
     };
@@ -233,7 +245,8 @@ pub fn table(runs: &[RunMetrics]) -> String {
         out.push('\n');
     }
     out.push_str(
-        "energy columns: share of the run's training energy by MVM kind (the rest is the digital remainder)\n",
+        "energy columns: share of the run's training energy by MVM kind (the rest is the digital remainder); \
+         chip s/epoch: the cost model's time of an epoch's steps on the chip; samples/s: this machine's simulation\n",
     );
     for r in runs {
         let mut by: BTreeMap<&str, f64> = BTreeMap::new();

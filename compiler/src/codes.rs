@@ -356,6 +356,21 @@ against the file that names it, as imports are; the default directories (`data/d
 serves files anywhere in the repository. `idx(\"DIR\")` loads any idx data set
 (train-/t10k- images and labels, raw or gzip).
 ";
+    LowRowUse = "W0006", Warning, "IMC MVM drives few array rows",
+"An MVM mapped to IMC reduces over fewer rows than the array has, so each conversion sums a
+small part of a column. Under `conversions` accounting every conversion costs its full energy
+(column evaluation, ADC, shift-add: 1.2 pJ on the 16 nm chip) however few rows it sums, and a
+plane cycle takes its full time, so the MVM pays the calibrated energy per MAC (16.9 fJ for
+INT4 at 1152 rows) times the inverse of its row share. Typical cases: the weight gradient of a
+dense layer (it reduces over the batch only: 64 of 1152 rows at batch 64), the backward MVM of
+a narrow layer (it reduces over the layer's outputs: 10 for a classifier), a first layer on
+small inputs. What helps: run it digital (`layer fc1 { weight_grad = digital(int4); }`) or let
+the compiler decide by cost (`placement = cost(minimize = energy);` in the mapping, which
+places every `auto` MVM where the modelled step is cheaper and is not warned about), a larger
+batch for weight gradients, or a chip with fewer rows per array. The threshold is the mapping's
+`min_row_share` (default 1/8; 0 turns the warning off). `imcc cost` prints every MVM's row
+share, energy per MAC and time.
+";
 }
 
 #[cfg(test)]

@@ -179,8 +179,33 @@ pub struct MvmLayerPlan {
     pub errors: ErrorFormat,
     /// Targets of the forward, backward and weight-gradient MVMs.
     pub targets: [Target; 3],
+    /// Per MVM, whether the compiler may choose its target (the mapping says `auto` and its
+    /// operands are quantized): then the digital precision it would run at instead of IMC.
+    pub free: [Option<Precision>; 3],
     /// ADC range policy.
     pub adc_range: RangePolicy,
+}
+
+/// Who decides where the `auto` MVMs run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Placement {
+    /// The fixed rule: IMC, except the `two_level_digital` MVM under a two-level ADC.
+    Fixed,
+    /// The compiler, minimizing the modelled step.
+    Cost(imcc_ir::config::Objective),
+}
+
+/// The chip's rules and the mapping's choices that placement works within.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlacementPlan {
+    /// Who decides.
+    pub placement: Placement,
+    /// At most this many of a layer's MVMs on IMC (the ADC's range settings, up to 3).
+    pub max_imc: usize,
+    /// The MVM the fixed two-level rule keeps digital.
+    pub two_level_digital: Mvm,
+    /// Warn (W0006) when an IMC MVM drives less than this share of the rows.
+    pub min_row_share: f64,
 }
 
 /// A data set.
@@ -325,6 +350,8 @@ pub struct TrainRun {
     pub hardware: HardwareConfig,
     /// Per MVM layer: formats and targets.
     pub layers: Vec<MvmLayerPlan>,
+    /// How targets are placed.
+    pub placement: PlacementPlan,
     /// Accumulation precision of MVM outputs.
     pub accumulate: Precision,
     /// Data set.

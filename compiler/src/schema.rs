@@ -6,7 +6,9 @@
 //! without documentation or a documented default. Defaults are written as source text of the
 //! language itself and are type-checked by a test like any user value.
 
-use imcc_ir::config::{AdcZero, EnergyAccounting, GradScaleMode, Mvm, Named, NoiseScaling, Phase, Precision, SignMode};
+use imcc_ir::config::{
+    AdcZero, EnergyAccounting, GradScaleMode, Mvm, Named, NoiseScaling, Objective, Phase, Precision, SignMode,
+};
 
 /// The kinds of top-level definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +57,12 @@ pub enum Dim {
     Bits,
     /// ADC least significant bits: `lsb`, optional.
     Lsb,
+    /// Time: `ps ns us ms s`, required; stored in seconds.
+    Time,
+    /// Operations per second (two per MAC): `GOPS TOPS ...`, required; stored in ops/s.
+    Rate,
+    /// Bits per second: `Mbps Gbps Tbps ...`, required; stored in bits/s.
+    Bandwidth,
 }
 
 /// Every unit: its name, dimension and factor to the stored base unit.
@@ -68,6 +76,21 @@ pub const UNITS: &[(&str, Dim, f64)] = &[
     ("bits", Dim::Bits, 1.0),
     ("b", Dim::Bits, 1.0),
     ("lsb", Dim::Lsb, 1.0),
+    ("ps", Dim::Time, 1e-12),
+    ("ns", Dim::Time, 1e-9),
+    ("us", Dim::Time, 1e-6),
+    ("ms", Dim::Time, 1e-3),
+    ("s", Dim::Time, 1.0),
+    ("OPS", Dim::Rate, 1.0),
+    ("kOPS", Dim::Rate, 1e3),
+    ("MOPS", Dim::Rate, 1e6),
+    ("GOPS", Dim::Rate, 1e9),
+    ("TOPS", Dim::Rate, 1e12),
+    ("bps", Dim::Bandwidth, 1.0),
+    ("kbps", Dim::Bandwidth, 1e3),
+    ("Mbps", Dim::Bandwidth, 1e6),
+    ("Gbps", Dim::Bandwidth, 1e9),
+    ("Tbps", Dim::Bandwidth, 1e12),
 ];
 
 impl Dim {
@@ -78,7 +101,15 @@ impl Dim {
             Dim::Energy => "an energy (fJ, pJ, nJ, uJ, mJ, J)",
             Dim::Bits => "a bit width (bits)",
             Dim::Lsb => "a noise level in ADC LSBs (lsb)",
+            Dim::Time => "a time (ps, ns, us, ms, s)",
+            Dim::Rate => "a rate in operations per second (OPS, kOPS, MOPS, GOPS, TOPS)",
+            Dim::Bandwidth => "a bandwidth in bits per second (bps, kbps, Mbps, Gbps, Tbps)",
         }
+    }
+
+    /// Whether a number of this dimension must carry a unit (physical quantities do).
+    pub fn unit_required(self) -> bool {
+        matches!(self, Dim::Energy | Dim::Time | Dim::Rate | Dim::Bandwidth)
     }
 }
 
@@ -138,6 +169,10 @@ impl Ty {
         }
         Err(if *dim == Dim::Energy {
             "a non-negative energy below 1 J".to_string()
+        } else if *dim == Dim::Time {
+            "a non-negative time below 1 s".to_string()
+        } else if matches!(dim, Dim::Rate | Dim::Bandwidth) {
+            format!("{} above zero", dim.describe())
         } else {
             match (min_open, *max >= 1e6) {
                 (true, true) => format!("a number > {min}"),
@@ -280,6 +315,12 @@ const fn pos_real(max: f64) -> Ty {
 const fn energy() -> Ty {
     Ty::Real { min: 0.0, min_open: false, max: 1.0, dim: Dim::Energy }
 }
+const fn time() -> Ty {
+    Ty::Real { min: 0.0, min_open: false, max: 1.0, dim: Dim::Time }
+}
+const fn rate(dim: Dim) -> Ty {
+    Ty::Real { min: 0.0, min_open: true, max: 1e21, dim }
+}
 const fn ctor(name: &'static str, args: &'static [ParamSpec], doc: &'static str) -> CtorSpec {
     CtorSpec { name, args, doc }
 }
@@ -407,6 +448,74 @@ pub const HARDWARE: BlockSpec = BlockSpec {
                      plane costs a full conversion), or per 1b x 1b product at full utilization, (column_eval + \
                      adc_conversion + shift_add) / rows each, the calibration's 1.04 fJ. [default: conversions; \
                      bit_products is the paper's calibration]",
+                ),
+            ],
+        },
+        SectionSpec {
+            name: "timing",
+            labelled: false,
+            doc: "Time constants of the cost model (`spec/energy.md`). A plane cycle is `evaluate` plus \
+                  `ceil(columns used / columns_per_adc)` conversions; the defaults' 49 ns cycle is calibrated \
+                  on the 16 nm chip's 3 TOPS at 8-b operations. Rates count two operations per MAC.",
+            params: &[
+                p(
+                    "evaluate",
+                    time(),
+                    "10 ns",
+                    "Driving one input plane onto the rows and settling the column charge. [default split of \
+                     the calibrated 49 ns cycle]",
+                ),
+                p(
+                    "conversion",
+                    time(),
+                    "39 ns",
+                    "One ADC conversion. [derived: with `evaluate`, 49 ns per plane cycle = 2 x 1152 x 32 x 16 \
+                     ops / (8 cycles x 3 TOPS), the 16 nm chip's 8-b peak; split default]",
+                ),
+                p(
+                    "columns_per_adc",
+                    int(1, 1 << 16),
+                    "1",
+                    "Columns sharing one ADC, converted one after another in a plane cycle. [paper: an ADC per \
+                     column]",
+                ),
+                p(
+                    "dac_settle",
+                    time(),
+                    "0 ns",
+                    "Extra settling of a multi-level DAC cycle over a binary one. [default: the 28 nm macro's 5x \
+                     throughput over binary inputs at 5 b leaves no room for more]",
+                ),
+                p(
+                    "write_bandwidth",
+                    rate(Dim::Bandwidth),
+                    "256 Gbps",
+                    "Bits per second written into the arrays, the whole chip (weight updates, Wᵀ copies, the \
+                     weight gradient's activations, reloads). [default: not public; one 256-bit row per ns]",
+                ),
+                p(
+                    "input_bandwidth",
+                    rate(Dim::Bandwidth),
+                    "256 Gbps",
+                    "Bits per second of streamed operands moved to the rows, the whole chip; overlaps the \
+                     cycles. [default: not public]",
+                ),
+                p(
+                    "int4_ops",
+                    rate(Dim::Rate),
+                    "2 TOPS",
+                    "Digital throughput at 4-bit formats (two ops per MAC). [default: a digital engine with \
+                     1024 4-b MACs at 1 GHz; not public]",
+                ),
+                p("int8_ops", rate(Dim::Rate), "1 TOPS", "Digital throughput at INT8. [default: half the 4-bit rate]"),
+                p("fp16_ops", rate(Dim::Rate), "0.5 TOPS", "Digital throughput at FP16. [default: a quarter]"),
+                p("f32_ops", rate(Dim::Rate), "0.25 TOPS", "Digital throughput at FP32. [default: an eighth]"),
+                p(
+                    "elementwise_ops",
+                    rate(Dim::Rate),
+                    "64 GOPS",
+                    "Throughput of the digital remainder, two ops per element written (quantizers, \
+                     activations, loss, update). [default: a 32-lane f32 vector unit at 1 GHz]",
                 ),
             ],
         },
@@ -618,6 +727,27 @@ const RANGE_POLICIES: &[CtorSpec] = &[
     ctor("fixed", &[req("gain", pos_real(1e6), "The gain G.")], "One fixed gain for every MVM and plane."),
 ];
 
+const PLACEMENTS: &[CtorSpec] = &[
+    ctor(
+        "fixed",
+        &[],
+        "Every MVM runs where its target says; `auto` is IMC, except the `two_level_digital` MVM under a \
+         two-level ADC.",
+    ),
+    ctor(
+        "cost",
+        &[p(
+            "minimize",
+            Ty::Sym(Objective::NAMES),
+            "energy",
+            "What the modelled step minimizes: `energy` (joules), `time` (seconds) or `edp` (their product).",
+        )],
+        "The compiler places each `auto` MVM on IMC or digital (at its operands' precision), layer by layer, \
+         to minimize the modelled step within the chip's rules (a two-level ADC serves two MVMs per layer); \
+         explicit targets are kept.",
+    ),
+];
+
 const MVM_TARGET_PARAMS: [ParamSpec; 3] = [
     p("forward", Ty::Ctor(TARGETS), "auto", "Target of the forward MVM `W·a`."),
     p("backward", Ty::Ctor(TARGETS), "auto", "Target of the backward MVM `Wᵀ·δ`."),
@@ -643,6 +773,19 @@ pub const MAPPING: BlockSpec = BlockSpec {
             Ty::Ctor(RANGE_POLICIES),
             "mse",
             "How ADC gains are chosen (snapped to the allowed gains). [default]",
+        ),
+        p(
+            "placement",
+            Ty::Ctor(PLACEMENTS),
+            "fixed",
+            "Who decides where `auto` MVMs run: the fixed rule, or the compiler by modelled cost. [default]",
+        ),
+        p(
+            "min_row_share",
+            real(0.0, 1.0),
+            "0.125",
+            "An IMC MVM whose row-tiles drive less than this share of the array's rows gets warning W0006 \
+             (0: never). [default: an MVM paying over 8x the calibrated energy per MAC]",
         ),
     ],
     sections: &[SectionSpec {

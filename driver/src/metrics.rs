@@ -45,6 +45,10 @@ pub struct RunMetrics {
     /// How each IMC MVM's ADCs used their range in the last training step, per input plane.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adc_use: Vec<imcc_runtime::exec::AdcUse>,
+    /// Modelled chip time of one epoch's training steps, in seconds (the cost model's time of
+    /// each step as lowered, `spec/energy.md`; not this machine's).
+    #[serde(default)]
+    pub chip_seconds_per_epoch: f64,
     /// Peak resident memory of the process so far, in bytes (Linux `VmHWM`; absent elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_bytes: Option<u64>,

@@ -193,8 +193,17 @@ impl Session {
             final_adc_gains: self.ex.last_adc_gains().into_iter().collect(),
             energy_by_layer: t.by_layer.clone(),
             adc_use: self.ex.adc_use(),
+            chip_seconds_per_epoch: self.chip_seconds_per_epoch(),
             peak_rss_bytes: crate::metrics::peak_rss_bytes(),
         })
+    }
+
+    /// The modelled chip time of one epoch: its full batches and its short last one, each at
+    /// the cost model's time of its step.
+    fn chip_seconds_per_epoch(&self) -> f64 {
+        let full = (self.n_train / self.run.batch) as f64;
+        let step = imcc_cost::time::estimate(&self.step).total();
+        full * step + self.tail.as_ref().map_or(0.0, |t| imcc_cost::time::estimate(t).total())
     }
 
     /// Epoch `epoch` (0-based): train, evaluate when due, checkpoint.

@@ -44,6 +44,7 @@ named!(Phase { Even = "even", Odd = "odd" });
 named!(GradScaleMode { Current = "current", Incremental = "incremental", Off = "off" });
 named!(Precision { Int4 = "int4", Int8 = "int8", Fp16 = "fp16", F32 = "f32" });
 named!(Mvm { Forward = "forward", Backward = "backward", WeightGrad = "weight_grad" });
+named!(Objective { Energy = "energy", Time = "time", Edp = "edp" });
 
 /// An IMC chip.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,6 +69,37 @@ pub struct HardwareConfig {
     pub energy: ImcEnergy,
     /// Digital energy constants (joules, at 45 nm before `node_scale`).
     pub digital: DigitalEnergy,
+    /// Time constants (seconds, bits and operations per second).
+    pub timing: Timing,
+}
+
+/// The time constants of the cost model (`spec/energy.md`): the array's plane cycle, the
+/// chip's bandwidths and the digital throughputs. Rates count operations the field's way, two
+/// per multiply-accumulate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    /// Driving one input plane onto the rows and settling the column charge, in seconds.
+    pub evaluate: f64,
+    /// One ADC conversion, in seconds.
+    pub conversion: f64,
+    /// Columns that share one ADC (conversions per ADC per plane cycle, at most).
+    pub columns_per_adc: u32,
+    /// Extra settling of a multi-level DAC cycle over a binary one, in seconds.
+    pub dac_settle: f64,
+    /// Bits per second written into the arrays, the whole chip.
+    pub write_bandwidth: f64,
+    /// Bits per second of streamed operands moved to the rows, the whole chip.
+    pub input_bandwidth: f64,
+    /// Digital operations per second at 4-bit formats.
+    pub int4_ops: f64,
+    /// Digital operations per second at INT8.
+    pub int8_ops: f64,
+    /// Digital operations per second at FP16.
+    pub fp16_ops: f64,
+    /// Digital operations per second at FP32.
+    pub f32_ops: f64,
+    /// Operations per second of the digital remainder (two per element: a multiply-add).
+    pub elementwise_ops: f64,
 }
 
 /// How MVM inputs are applied to the rows.
@@ -295,6 +327,17 @@ impl Mvm {
     pub fn key(self) -> &'static str {
         self.name()
     }
+}
+
+/// What a placement by cost minimizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Objective {
+    /// Joules per training step.
+    Energy,
+    /// Seconds per training step.
+    Time,
+    /// Their product, the energy-delay product.
+    Edp,
 }
 
 /// Digital MAC precision.

@@ -21,7 +21,9 @@ pub mod verify;
 
 pub use pass::Pass;
 
-use crate::config::{ActivationFormat, ErrorFormat, HardwareConfig, Mvm, Phase, RangePolicy, Target, WeightFormat};
+use crate::config::{
+    ActivationFormat, ErrorFormat, HardwareConfig, Mvm, Objective, Phase, RangePolicy, Target, WeightFormat,
+};
 use serde::Serialize;
 
 macro_rules! entity {
@@ -422,6 +424,34 @@ pub struct Step {
     pub state: Vec<ValueId>,
     /// The passes run so far, in order.
     pub passes: Vec<Pass>,
+    /// How the MVM targets were chosen, when the mapping let the compiler choose by cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// The record of a placement by cost (`placement = cost(...)` in a mapping): what it
+/// minimized and the modelled cost of the chosen targets beside the fixed policies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    /// What was minimized.
+    pub objective: Objective,
+    /// The chosen assignment first (`chosen`), then `full`, `two_level` and `all_digital`.
+    pub compared: Vec<PlacementCost>,
+}
+
+/// The modelled cost of one assignment of MVM targets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlacementCost {
+    /// `chosen`, `full`, `two_level` or `all_digital`.
+    pub policy: String,
+    /// Whether the chip's rules allow it (a two-level ADC serves at most two MVMs per layer).
+    pub allowed: bool,
+    /// Joules per step, everything.
+    pub joules: f64,
+    /// Joules per step of the MVMs.
+    pub mvm_joules: f64,
+    /// Seconds per step.
+    pub seconds: f64,
 }
 
 /// How many values an op reads and writes: its signature, the one home of these facts. The

@@ -2,7 +2,7 @@
 //! ([`mapping_summary`]). Both are stable (snapshot-tested) and documented in `spec/ir.md`.
 
 use super::*;
-use crate::config::{Adaptability, AdcZero, InputMode, Precision, SignMode};
+use crate::config::{Adaptability, AdcZero, InputMode, Named, Precision, SignMode};
 use std::fmt::Write;
 
 fn shape(s: &[usize]) -> String {
@@ -343,5 +343,32 @@ pub fn mapping_summary(step: &Step) -> String {
             ": all resident".into()
         }
     );
+    if let Some(p) = &step.placement {
+        o.push_str(&placement_lines(p));
+    }
+    o
+}
+
+/// A placement by cost: the chosen targets' modelled cost beside the fixed policies'.
+pub fn placement_lines(p: &Placement) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "placement by cost, minimizing {} (modelled, per step):", p.objective.name());
+    let _ = writeln!(
+        o,
+        "  {:<12} {:<16} {:>12} {:>12} {:>12} {:>12}",
+        "policy", "chip rules", "joules", "MVM joules", "seconds", "EDP J·s"
+    );
+    for c in &p.compared {
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<16} {:>12.4e} {:>12.4e} {:>12.4e} {:>12.4e}",
+            c.policy,
+            if c.allowed { "allowed" } else { "forbidden (E0500)" },
+            c.joules,
+            c.mvm_joules,
+            c.seconds,
+            c.joules * c.seconds
+        );
+    }
     o
 }

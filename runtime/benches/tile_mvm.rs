@@ -55,6 +55,19 @@ fn chip() -> HardwareConfig {
             operand_sram_share: 0.5,
             dram_bits_per_weight: 0.0,
         },
+        timing: Timing {
+            evaluate: 10e-9,
+            conversion: 39e-9,
+            columns_per_adc: 1,
+            dac_settle: 0.0,
+            write_bandwidth: 256e9,
+            input_bandwidth: 256e9,
+            int4_ops: 2e12,
+            int8_ops: 1e12,
+            fp16_ops: 0.5e12,
+            f32_ops: 0.25e12,
+            elementwise_ops: 64e9,
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use super::params::ParamSet;
 use super::values::{Ctor, Value};
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::program::{DataSet, Precision, RangePolicy, Schedule, Sgd, Target};
+use crate::program::{DataSet, Placement, PlacementPlan, Precision, RangePolicy, Schedule, Sgd, Target};
 use crate::schema::{self, Kind};
 use crate::span::Span;
 use imcc_ir::config::*;
@@ -66,6 +66,7 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
     let input = ctor(ps.get("input"));
     let e = |k: &str| real(ps.get(&format!("energy.{k}")));
     let g = |k: &str| real(ps.get(&format!("digital.{k}")));
+    let t = |k: &str| real(ps.get(&format!("timing.{k}")));
     HardwareConfig {
         rows: dims[0] as u32,
         cols: dims[1] as u32,
@@ -121,6 +122,19 @@ pub fn hardware(ps: &ParamSet) -> HardwareConfig {
             dram_access_64b: g("dram_access_64b"),
             operand_sram_share: g("operand_sram_share"),
             dram_bits_per_weight: g("dram_bits_per_weight"),
+        },
+        timing: Timing {
+            evaluate: t("evaluate"),
+            conversion: t("conversion"),
+            columns_per_adc: int(ps.get("timing.columns_per_adc")) as u32,
+            dac_settle: t("dac_settle"),
+            write_bandwidth: t("write_bandwidth"),
+            input_bandwidth: t("input_bandwidth"),
+            int4_ops: t("int4_ops"),
+            int8_ops: t("int8_ops"),
+            fp16_ops: t("fp16_ops"),
+            f32_ops: t("f32_ops"),
+            elementwise_ops: t("elementwise_ops"),
         },
     }
 }
@@ -234,6 +248,23 @@ pub fn target(v: &Value) -> Option<Target> {
         "imc" => Some(Target::Imc),
         "digital" => Some(Target::Digital(precision(sym(arg(c, "precision"))))),
         _ => None,
+    }
+}
+
+/// The placement settings of a mapping on a chip with ADC adaptability `adapt`.
+pub fn placement_plan(m: &ParamSet, adapt: &Adaptability) -> PlacementPlan {
+    let c = ctor(m.get("placement"));
+    PlacementPlan {
+        placement: match c.name {
+            "cost" => Placement::Cost(named(arg(c, "minimize"))),
+            _ => Placement::Fixed,
+        },
+        max_imc: match adapt {
+            Adaptability::Full => 3,
+            Adaptability::Gains(g) => g.len().min(3),
+        },
+        two_level_digital: named(m.get("two_level_digital")),
+        min_row_share: real(m.get("min_row_share")),
     }
 }
 

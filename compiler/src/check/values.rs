@@ -331,10 +331,11 @@ fn number(expr: &Expr, dim: Dim, ty: &Ty, what: &str) -> Result<(f64, bool), Dia
         return Err(mismatch(expr, ty, what));
     };
     let factor = match &n.unit {
-        None if dim == Dim::Energy => {
-            return Err(Diagnostic::new(Code::MissingUnit, format!("{what} needs an energy unit"))
+        None if dim.unit_required() => {
+            let example = UNITS.iter().find(|u| u.1 == dim && u.2 != 1.0).map_or("", |u| u.0);
+            return Err(Diagnostic::new(Code::MissingUnit, format!("{what} needs a unit: {}", dim.describe()))
                 .primary(expr.span, "no unit")
-                .help(format!("write e.g. `{} pJ`", fmt_num(n.value))));
+                .help(format!("write e.g. `{} {example}`", fmt_num(n.value))));
         }
         None => 1.0,
         Some(unit) => match UNITS.iter().find(|(name, _, _)| *name == unit.name) {

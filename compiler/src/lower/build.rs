@@ -111,6 +111,7 @@ pub fn build(net: &Network, run: &TrainRun) -> Step {
             loss: ValueId(0),
             state: Vec::new(),
             passes: Vec::new(),
+            placement: None,
         },
         phase: Phase3::Forward,
     };

@@ -2,11 +2,16 @@
 //! linear, named pipeline of passes with the IR verifier after each one (in tests and debug
 //! builds), as cranelift's `Context::optimize` does.
 
+mod advice;
 mod build;
 mod passes;
+mod place;
+
+pub use advice::advise;
+pub use place::mapping_source;
 
 use crate::diagnostic::Diagnostic;
-use crate::program::{Program, TrainRun};
+use crate::program::{Network, Placement, Program, TrainRun};
 pub use imcc_ir::Pass;
 use imcc_ir::{Step, verify::verify};
 
@@ -26,34 +31,51 @@ pub fn lower(program: &Program, run: &TrainRun, after: Option<Pass>) -> Result<S
         program.networks.iter().find(|n| n.name == run.network).ok_or_else(|| {
             LowerError::Internal(format!("network `{}` of train `{}` is missing", run.network, run.name))
         })?;
+    // A placement by cost chooses the `auto` targets first, from the modelled cost of each.
+    let placed = match run.placement.placement {
+        Placement::Cost(objective) if !run.reference => Some(place::choose(net, run, objective)?),
+        _ => None,
+    };
+    let (run, record) = match &placed {
+        Some((r, rec)) => (r, Some(rec.clone())),
+        None => (run, None),
+    };
     let mut step = build::build(net, run);
+    step.placement = record;
+    pipeline(&mut step, net, run, after)?;
+    Ok(step)
+}
+
+/// Runs the passes after `build` on `step`, through `after` (all when `None`), verifying after
+/// each in tests and debug builds.
+fn pipeline(step: &mut Step, net: &Network, run: &TrainRun, after: Option<Pass>) -> Result<(), LowerError> {
     let check = cfg!(debug_assertions) || cfg!(test);
     for pass in Pass::ALL {
         let diags = match pass {
             Pass::Build => Vec::new(),
             Pass::Formats => {
-                passes::formats(&mut step, run);
+                passes::formats(step, run);
                 Vec::new()
             }
             Pass::Partition => {
-                passes::partition(&mut step, run);
+                passes::partition(step, run);
                 Vec::new()
             }
-            Pass::Tile => passes::tile(&mut step, net),
+            Pass::Tile => passes::tile(step, net),
             Pass::AllocateCores => {
-                passes::allocate_cores(&mut step);
+                passes::allocate_cores(step);
                 Vec::new()
             }
             Pass::SchedulePlanes => {
-                passes::schedule_planes(&mut step, run);
+                passes::schedule_planes(step, run);
                 Vec::new()
             }
             Pass::AssignAdc => {
-                passes::assign_adc(&mut step, run);
+                passes::assign_adc(step, run);
                 Vec::new()
             }
             Pass::Fuse => {
-                passes::fuse(&mut step);
+                passes::fuse(step);
                 Vec::new()
             }
         };
@@ -61,7 +83,7 @@ pub fn lower(program: &Program, run: &TrainRun, after: Option<Pass>) -> Result<S
             return Err(LowerError::Diagnostics(diags));
         }
         step.passes.push(pass);
-        if check && let Err(errs) = verify(&step) {
+        if check && let Err(errs) = verify(step) {
             return Err(LowerError::Internal(format!(
                 "IR verifier failed after pass `{pass}`:\n  {}",
                 errs.join("\n  ")
@@ -71,7 +93,7 @@ pub fn lower(program: &Program, run: &TrainRun, after: Option<Pass>) -> Result<S
             break;
         }
     }
-    Ok(step)
+    Ok(())
 }
 
 #[cfg(test)]

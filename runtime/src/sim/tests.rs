@@ -48,6 +48,19 @@ pub(crate) fn hw(rows: u32, cols: u32, adc_bits: u32) -> HardwareConfig {
             operand_sram_share: 0.0,
             dram_bits_per_weight: 0.0,
         },
+        timing: Timing {
+            evaluate: 1.0,
+            conversion: 1.0,
+            columns_per_adc: 1,
+            dac_settle: 0.0,
+            write_bandwidth: 1.0,
+            input_bandwidth: 1.0,
+            int4_ops: 1.0,
+            int8_ops: 1.0,
+            fp16_ops: 1.0,
+            f32_ops: 1.0,
+            elementwise_ops: 1.0,
+        },
     }
 }
 

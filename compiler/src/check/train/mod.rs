@@ -102,6 +102,7 @@ impl TrainCx<'_, '_> {
 
         self.check_data(&data, net, net_idx);
         let reference = matches!(self.ps.get("reference"), Value::Bool(true));
+        let placement = build::placement_plan(&m_ps, &hardware.adc.adaptability);
         let layers = self.plan_layers(net, &q_ps, &m_ps, &hardware.adc.adaptability, hw_idx);
         self.run_warnings(reference);
 
@@ -114,6 +115,7 @@ impl TrainCx<'_, '_> {
             hardware_name: hw_idx.map(|i| self.defs.list[i].block.name.name.clone()),
             hardware,
             layers: layers?,
+            placement,
             accumulate: build::precision(match q_ps.get("accumulate") {
                 Value::Sym(s) => s,
                 _ => "f32",

@@ -249,7 +249,7 @@ impl TrainCx<'_, '_> {
             let lname = &net.layers[li].name;
             let edges = (pos == 0, pos + 1 == mvm_layers.len());
             let f = cx.formats(lname, edges, &mut grouped);
-            let (targets, target_spans) = self.targets(&cx, &f, lname, &mut grouped);
+            let (targets, target_spans, free) = self.targets(&cx, &f, lname, &mut grouped);
             let on_imc: Vec<usize> = (0..3).filter(|&k| targets[k] == Target::Imc).collect();
             cx.check_two_level(&on_imc, &target_spans, lname, &mut grouped);
             let (rv, r_span) = cx.pick(m, lname, "adc_range");
@@ -266,7 +266,15 @@ impl TrainCx<'_, '_> {
                 );
             }
             let (weights, activations, errors) = (f.weights, f.activations, f.errors);
-            plans.push(MvmLayerPlan { layer: LayerId(li as u32), weights, activations, errors, targets, adc_range });
+            plans.push(MvmLayerPlan {
+                layer: LayerId(li as u32),
+                weights,
+                activations,
+                errors,
+                targets,
+                free,
+                adc_range,
+            });
         }
         if let Some(s) = m.span("adc_range")
             && !plans.is_empty()
@@ -283,23 +291,29 @@ impl TrainCx<'_, '_> {
     }
 
     /// Each MVM's target: the mapping's (checked against the operand formats), or for `auto`
-    /// IMC unless the operands are f32 or a two-level ADC keeps this MVM digital.
+    /// IMC unless the operands are f32 or a two-level ADC keeps this MVM digital; and which
+    /// `auto` MVMs a placement by cost may move (with the precision they would run at).
+    #[allow(clippy::type_complexity)]
     fn targets(
         &mut self,
         cx: &LayerPolicy<'_>,
         f: &LayerFormats,
         lname: &str,
         grouped: &mut Grouped,
-    ) -> ([Target; 3], [Option<Span>; 3]) {
+    ) -> ([Target; 3], [Option<Span>; 3], [Option<Precision>; 3]) {
         let (cw, ca, ce) = (class_w(&f.weights), class_a(&f.activations), class_e(&f.errors));
         let operands = [(cw, ca, f.w_span, f.a_span), (cw, ce, f.w_span, f.e_span), (ce, ca, f.e_span, f.a_span)];
         let mut targets = [Target::Imc; 3];
         let mut target_spans = [None; 3];
+        let mut free = [None; 3];
         for (k, mvm) in Mvm::ALL.into_iter().enumerate() {
             let (tv, t_span) = cx.pick(cx.m, lname, mvm.key());
             target_spans[k] = t_span;
             let (c1, c2, s1, s2) = operands[k];
             let widest = c1.max(c2);
+            if build::target(&tv).is_none() && widest != Precision::F32 {
+                free[k] = Some(widest);
+            }
             targets[k] = match build::target(&tv) {
                 Some(t) => {
                     self.check_target(t, widest, (c1, s1), (c2, s2), t_span, mvm, grouped, lname);
@@ -310,7 +324,7 @@ impl TrainCx<'_, '_> {
                 None => Target::Imc,
             };
         }
-        (targets, target_spans)
+        (targets, target_spans, free)
     }
 
     #[allow(clippy::too_many_arguments)]
