@@ -18,7 +18,7 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn examples_check_clean_without_warnings() {
+fn examples_check_clean_but_for_placement_advice() {
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in ["examples", "examples/hw", "examples/paper"] {
         for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("examples") {
@@ -30,27 +30,36 @@ fn examples_check_clean_without_warnings() {
     }
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
-        let out = imcc(&["check", "--color", "never", "--deny-warnings", f.to_str().expect("utf-8 path")]);
+        let out = imcc(&["check", "--color", "never", f.to_str().expect("utf-8 path")]);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{}:\n{text}", f.display());
+        // The examples compare fixed policies on purpose, so the runs that put a dense weight
+        // gradient or a narrow backward MVM on IMC get W0006 advice; nothing else warns.
+        let others = text.matches("Warning").count() - text.matches("[W0006]").count();
         if f.parent().is_some_and(|d| d.ends_with("paper")) {
             // The paper's networks need CIFAR-10 and ImageNet, which are not bundled: they are
-            // for `lower` and `energy`, and say so, with nothing else to warn about.
-            let text = stderr(&out);
-            assert_eq!(text.matches("Warning").count(), 1, "{}:\n{text}", f.display());
+            // for `lower` and `cost`, and say so.
+            assert_eq!(others, 1, "{}:\n{text}", f.display());
             assert!(text.contains("[W0005]") && !text.contains("Error"), "{}:\n{text}", f.display());
             continue;
         }
-        assert_eq!(out.status.code(), Some(0), "{}:\n{}", f.display(), stderr(&out));
+        assert_eq!(others, 0, "{}:\n{text}", f.display());
+        if f.ends_with("mnist_mlp.imc") {
+            assert!(text.contains("[W0006] Warning: 4 IMC MVMs of train `full`"), "{text}");
+            assert!(!text.contains("train `auto`"), "placement by cost weighs what it places: {text}");
+        }
     }
 }
 
 #[test]
 fn examples_define_full_two_level_and_all_digital_runs() {
-    for f in ["examples/digits_mlp.imc", "examples/mnist_mlp.imc", "examples/mnist_cnn.imc"] {
+    for (f, blocks) in [("examples/digits_mlp.imc", 5), ("examples/mnist_mlp.imc", 5), ("examples/mnist_cnn.imc", 4)] {
         let out = imcc(&["check", f]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("4 train blocks"), "{f}: {text}");
+        assert!(text.contains(&format!("{blocks} train blocks")), "{f}: {text}");
         let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).expect("example");
-        for run in ["train full", "train two_level", "train all_digital"] {
+        let auto: &[&str] = if blocks == 5 { &["train auto"] } else { &[] };
+        for run in ["train full", "train two_level", "train all_digital"].iter().chain(auto) {
             assert!(src.contains(run), "{f} lacks `{run}`");
         }
     }
@@ -220,8 +229,8 @@ fn quantize_rejects_bad_input() {
 }
 
 #[test]
-fn energy_report_and_json() {
-    let out = imcc(&["energy", "examples/paper/cifar_cnn.imc", "--json"]);
+fn cost_report_and_json() {
+    let out = imcc(&["cost", "examples/paper/cifar_cnn.imc", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let runs = v["runs"].as_array().expect("runs");

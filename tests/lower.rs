@@ -67,7 +67,7 @@ fn unknown_train_or_pass_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("its train blocks are: full, two_level, all_digital, f32_reference")
+            .contains("its train blocks are: full, two_level, all_digital, auto, f32_reference")
     );
     let out = run(&["lower", "examples/mnist_mlp.imc", "--after", "nope"]);
     assert_eq!(out.status.code(), Some(2));

@@ -215,3 +215,127 @@ pub fn mapping_source(step: &imcc_ir::Step, run: &TrainRun) -> String {
     o.push_str("}\n");
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::MemLoader;
+    use crate::program::{Placement as How, Program};
+    use std::path::Path;
+
+    fn program(src: &str) -> Program {
+        let chip = include_str!("../../../examples/hw/cimu16.imc");
+        let comp =
+            crate::compile(Path::new("main.imc"), "main.imc", src, &MemLoader::default().with("hw/cimu16.imc", chip));
+        assert!(!comp.has_errors(), "{:?}", comp.diagnostics);
+        comp.program.expect("checked")
+    }
+
+    /// The modelled cost of `run` with every layer's targets as given.
+    fn priced(p: &Program, run: &TrainRun, targets: &[[Target; 3]]) -> StepCost {
+        let net = p.networks.iter().find(|n| n.name == run.network).expect("network");
+        let r = with_targets(run, targets);
+        let mut step = crate::lower::build::build(net, &r);
+        pipeline(&mut step, net, &r, None).expect("lowers");
+        StepCost::of(&step)
+    }
+
+    /// Every assignment of the free MVMs the chip allows, by brute force.
+    fn every_assignment(run: &TrainRun) -> Vec<Vec<[Target; 3]>> {
+        let mut all = vec![Vec::new()];
+        for l in &run.layers {
+            let mut next = Vec::new();
+            for prefix in &all {
+                for mask in 0u8..8 {
+                    let t: [Target; 3] = std::array::from_fn(|k| match l.free[k] {
+                        Some(_) if mask & (1 << k) != 0 => Target::Imc,
+                        Some(p) => Target::Digital(p),
+                        None => l.targets[k],
+                    });
+                    let redundant = (0..3).any(|k| l.free[k].is_none() && mask & (1 << k) != 0);
+                    if !redundant && t.iter().filter(|x| **x == Target::Imc).count() <= run.placement.max_imc {
+                        let mut v: Vec<[Target; 3]> = prefix.clone();
+                        v.push(t);
+                        next.push(v);
+                    }
+                }
+            }
+            all = next;
+        }
+        all
+    }
+
+    fn with_objective(src: &str, objective: &str, chip: &str) -> String {
+        format!(
+            "{src}\nmapping chosen {{ placement = cost(minimize = {objective}); }}\ntrain chosen_run extends full {{ mapping = chosen; hardware = {chip}; }}\n"
+        )
+    }
+
+    #[test]
+    fn energy_and_time_are_the_brute_force_optima_and_edp_beats_every_fixed_policy() {
+        let base = include_str!("../../../examples/digits_mlp.imc");
+        for chip in ["cimu16", "cimu16_two_level"] {
+            for objective in [Objective::Energy, Objective::Time, Objective::Edp] {
+                let p = program(&with_objective(base, objective.name(), chip));
+                let run = p.trains.iter().find(|r| r.name == "chosen_run").expect("run");
+                assert_eq!(run.placement.placement, How::Cost(objective));
+                let step = crate::lower::lower(&p, run, None).expect("lowers");
+                let record = step.placement.clone().expect("a placement record");
+                let chosen = StepCost::of(&step);
+                // The record prices what was lowered.
+                let rel = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1e-30);
+                assert!(rel(record.compared[0].joules, chosen.joules()), "{record:?}");
+                assert!(rel(record.compared[0].seconds, chosen.seconds()), "{record:?}");
+                // The chip's rules hold.
+                for li in 0..step.layers.len() {
+                    let on_imc =
+                        step.mvms.iter().filter(|m| m.layer.index() == li && m.target == Some(Target::Imc)).count();
+                    assert!(on_imc <= run.placement.max_imc, "{chip}: layer {li} has {on_imc} on IMC");
+                }
+                let all = every_assignment(run);
+                assert!(all.len() >= 8, "{}", all.len());
+                let best = all.iter().map(|t| priced(&p, run, t).objective(objective)).fold(f64::INFINITY, f64::min);
+                let got = chosen.objective(objective);
+                match objective {
+                    Objective::Energy | Objective::Time => {
+                        assert!(rel(got, best), "{chip} {objective:?}: chose {got}, brute force {best}")
+                    }
+                    Objective::Edp => assert!(got >= best * (1.0 - 1e-9)),
+                }
+                for fixed in record.compared.iter().skip(1).filter(|c| c.allowed) {
+                    let v = match objective {
+                        Objective::Energy => fixed.joules,
+                        Objective::Time => fixed.seconds,
+                        Objective::Edp => fixed.joules * fixed.seconds,
+                    };
+                    assert!(got <= v * (1.0 + 1e-12), "{chip} {objective:?}: {got} > {} {v}", fixed.policy);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_targets_are_kept_and_the_pasted_mapping_lowers_to_the_same_targets() {
+        let base = include_str!("../../../examples/mnist_mlp.imc");
+        let src = format!(
+            "{base}\nmapping keep extends by_cost {{ layer fc2 {{ weight_grad = imc; }} }}\ntrain keep_run extends full {{ mapping = keep; }}\n"
+        );
+        let p = program(&src);
+        let run = p.trains.iter().find(|r| r.name == "keep_run").expect("run");
+        let step = crate::lower::lower(&p, run, None).expect("lowers");
+        let wg = step.mvms.iter().find(|m| m.name == "fc2.weight_grad").expect("fc2.weight_grad");
+        assert_eq!(wg.target, Some(Target::Imc), "the explicit target is kept");
+        // Paste the printed mapping into the file: the same targets, chosen by nobody.
+        let pasted = format!(
+            "{src}\n{}\ntrain pasted extends full {{ mapping = keep_run_placed; }}\n",
+            mapping_source(&step, run)
+        );
+        let p2 = program(&pasted);
+        let run2 = p2.trains.iter().find(|r| r.name == "pasted").expect("pasted");
+        assert_eq!(run2.placement.placement, How::Fixed);
+        let step2 = crate::lower::lower(&p2, run2, None).expect("lowers");
+        let targets = |s: &imcc_ir::Step| s.mvms.iter().map(|m| (m.name.clone(), m.target)).collect::<Vec<_>>();
+        assert_eq!(targets(&step), targets(&step2));
+        assert!(step2.placement.is_none());
+    }
+}
