@@ -111,7 +111,7 @@ fn placement_by_cost_is_no_worse_than_any_fixed_policy_and_strictly_better_on_th
             .fold(f64::INFINITY, f64::min);
         assert!(mvm_joules < best_fixed, "{file}: auto {mvm_joules} vs best fixed {best_fixed}");
         let record = &auto["placement"];
-        assert_eq!(record["objective"], "Energy");
+        assert_eq!(record["objective"], "energy");
         assert_eq!(record["compared"][0]["policy"], "chosen");
     }
 }

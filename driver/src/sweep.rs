@@ -98,6 +98,9 @@ pub struct PointRecord {
     /// The paper's comparison: MVM energy of every MVM digital at INT4 over this point's MVM
     /// energy (per step, from the lowered shapes).
     pub mvm_saving_vs_int4: Option<f64>,
+    /// Modelled chip time of one epoch, in seconds (the cost model's, `spec/energy.md`).
+    #[serde(default)]
+    pub chip_seconds_per_epoch: Option<f64>,
     /// Training samples per second on the machine that ran it (the one field that depends on
     /// where and how it ran).
     pub samples_per_second: Option<f64>,
@@ -215,6 +218,7 @@ fn train_point(
         curve: Vec::new(),
         energy_joules_per_sample: None,
         mvm_saving_vs_int4: None,
+        chip_seconds_per_epoch: None,
         samples_per_second: None,
         run: settings(p, &opts.overrides),
     };
@@ -231,6 +235,7 @@ fn train_point(
             record.curve = m.epochs;
             record.energy_joules_per_sample = Some(m.energy_joules_per_sample);
             record.mvm_saving_vs_int4 = saving;
+            record.chip_seconds_per_epoch = Some(m.chip_seconds_per_epoch);
             record.samples_per_second = Some(m.samples_per_second);
         }
         Err(e) => {
@@ -347,6 +352,7 @@ fn write_results(dir: &Path, name: &str, axes: &[String], total: usize, records:
             "final_test_accuracy",
             "energy_joules_per_sample",
             "mvm_saving_vs_int4",
+            "chip_seconds_per_epoch",
             "samples_per_second",
             "epochs_done",
             "error",
@@ -364,6 +370,7 @@ fn write_results(dir: &Path, name: &str, axes: &[String], total: usize, records:
             opt(r.final_test_accuracy),
             opt(r.energy_joules_per_sample),
             opt(r.mvm_saving_vs_int4),
+            opt(r.chip_seconds_per_epoch),
             opt(r.samples_per_second),
             r.curve.len().to_string(),
             r.error.clone().unwrap_or_default(),

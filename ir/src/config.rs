@@ -331,6 +331,7 @@ impl Mvm {
 
 /// What a placement by cost minimizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// Joules per training step.
     Energy,

@@ -139,15 +139,16 @@ pub fn train(dir: &Path, file: &str, runs: &[RunMetrics]) -> Result<(), String> 
         }
     }
     let mut table = String::from(
-        "<table><tr><th>run</th><th>policy</th><th>test accuracy</th><th>energy per sample (J)</th><th>samples/s</th></tr>",
+        "<table><tr><th>run</th><th>policy</th><th>test accuracy</th><th>energy per sample (J)</th><th>chip time per epoch (s, modelled)</th><th>samples/s (simulation)</th></tr>",
     );
     for r in runs {
         table.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.3e}</td><td>{:.0}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.3e}</td><td>{:.3e}</td><td>{:.0}</td></tr>",
             esc(&r.name),
             esc(&r.policy),
             r.final_test_accuracy,
             r.energy_joules_per_sample,
+            r.chip_seconds_per_epoch,
             r.samples_per_second
         ));
     }
