@@ -71,6 +71,23 @@ pub fn hardware_summary(step: &Step) -> (String, serde_json::Value) {
     (t, j)
 }
 
+/// A subtotal row of the MVM table (a layer, or the step): joules, seconds and MACs, the share
+/// of the step's time, TOPS, TOPS/W and EDP.
+fn total_line(t: &mut String, name: &str, what: &str, (j, s, macs): (f64, f64, u64), share: f64) {
+    let ops = 2.0 * macs as f64;
+    let _ = writeln!(
+        t,
+        "  {name:<10} {what:<12} {:<14} {j:>10.3e} {s:>10.3e} {:>6} {:>19} {:>8.3} {:>8.2} {:>8} {:>10.3e}",
+        "",
+        pct(Some(share)),
+        "",
+        ratio(ops, s) / 1e12,
+        ratio(ops, j) / 1e12,
+        "",
+        j * s
+    );
+}
+
 /// The report of one lowered step.
 pub fn report(run: &TrainRun, step: &Step) -> Report {
     let cost = StepCost::of(step);
@@ -161,40 +178,13 @@ pub fn report(run: &TrainRun, step: &Step) -> Report {
             continue;
         }
         let macs: u64 = cost.mvms.iter().filter(|c| &c.layer == layer).map(|c| c.macs).sum();
-        let _ = writeln!(
-            t,
-            "  {layer:<10} {:<12} {:<14} {j:>10.3e} {s:>10.3e} {:>6} {:>6} {:>6} {:>5} {:>8.3} {:>8.2} {:>8} {:>10.3e}",
-            "(layer)",
-            "",
-            pct(Some(ratio(s, seconds))),
-            "",
-            "",
-            "",
-            ratio(2.0 * macs as f64, s) / 1e12,
-            ratio(2.0 * macs as f64, j) / 1e12,
-            "",
-            j * s
-        );
+        total_line(&mut t, layer, "(layer)", (j, s, macs), ratio(s, seconds));
         layers.push(
             json!({ "layer": layer, "joules": j, "seconds": s, "share_of_step": ratio(s, seconds), "macs": macs }),
         );
     }
     let macs: u64 = step.mvms.iter().map(|m| m.macs()).sum();
-    let _ = writeln!(
-        t,
-        "  {:<10} {:<12} {:<14} {joules:>10.3e} {seconds:>10.3e} {:>6} {:>6} {:>6} {:>5} {:>8.3} {:>8.2} {:>8} {:>10.3e}",
-        "(step)",
-        "",
-        "",
-        "100.0%",
-        "",
-        "",
-        "",
-        ratio(2.0 * macs as f64, seconds) / 1e12,
-        ratio(2.0 * macs as f64, joules) / 1e12,
-        "",
-        cost.edp()
-    );
+    total_line(&mut t, "(step)", "", (joules, seconds, macs), 1.0);
     let _ = writeln!(
         t,
         "  time by part: {}",
