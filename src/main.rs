@@ -6,6 +6,7 @@ mod bench_kernels;
 mod check_cmd;
 mod cost_cmd;
 mod eval_cmd;
+mod fmt_cmd;
 mod load;
 mod lower_cmd;
 mod quantize;
@@ -65,6 +66,20 @@ enum Command {
         /// List every code with its title.
         #[arg(long)]
         list: bool,
+    },
+    /// Rewrite files in the canonical layout (comments kept, meaning unchanged), or with
+    /// `--check` list the files that are not in it.
+    #[command(display_order = 9)]
+    Fmt {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// Colour of diagnostics: `auto`, `always`, `never`.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
     },
     /// Print the reference of every block, section, parameter and layer (Markdown).
     #[command(display_order = 8)]
@@ -297,6 +312,7 @@ fn run(command: Command) -> ExitCode {
             lower_cmd::command(&file, train.as_deref(), emit, after, use_color(color))
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
+        Command::Fmt { files, check, color } => fmt_cmd::command(&files, check, use_color(color)),
         Command::Quantize { format, scale, json } => quantize::command(format, &scale, json),
         Command::Train {
             file,

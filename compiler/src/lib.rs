@@ -8,6 +8,7 @@
 pub mod check;
 pub mod codes;
 pub mod diagnostic;
+pub mod fmt;
 pub mod loader;
 pub mod lower;
 pub mod program;
