@@ -23,7 +23,19 @@ pub fn compile_and_lower(
     text: &str,
     lowering: Lowering,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
-    let mut comp = imcc_compiler::compile(path, shown, text, &FsLoader);
+    compile_and_lower_with(&FsLoader, path, shown, text, lowering)
+}
+
+/// [`compile_and_lower`] with imports read through `loader` (the language server's open
+/// documents over the file system).
+pub fn compile_and_lower_with(
+    loader: &dyn imcc_compiler::loader::FileLoader,
+    path: &std::path::Path,
+    shown: &str,
+    text: &str,
+    lowering: Lowering,
+) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
+    let mut comp = imcc_compiler::compile(path, shown, text, loader);
     let mut steps = Vec::new();
     if let (Some(program), Lowering::Through(after)) = (&comp.program, lowering) {
         // Sweep points too: each is checked, and lowered, like a train block.

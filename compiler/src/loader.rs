@@ -130,6 +130,8 @@ pub struct Loaded {
     /// The directory of every file, by [`FileId`]: relative paths written in a file (imports,
     /// data sets) are resolved against it.
     pub dirs: Vec<PathBuf>,
+    /// The canonical path of every file, by [`FileId`] (what the loader called it).
+    pub paths: Vec<PathBuf>,
 }
 
 /// Parses the root file (already read by the caller, named `root_name` at `root_path`) and
@@ -161,6 +163,7 @@ impl LoadState<'_> {
         self.by_path.insert(path.clone(), id);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         self.loaded.dirs.push(dir.clone());
+        self.loaded.paths.push(path.clone());
         let (file, parse_diags) = syntax::parse(id, &self.loaded.sources.get(id).text);
         for d in parse_diags {
             diags.push(d);

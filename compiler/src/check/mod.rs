@@ -30,6 +30,8 @@ use suggest::did_you_mean;
 pub struct Compilation {
     /// Every file read.
     pub sources: SourceMap,
+    /// The canonical path of every file read, by file id (the root first).
+    pub paths: Vec<std::path::PathBuf>,
     /// The checked program; `None` when any error was reported.
     pub program: Option<Program>,
     /// Errors and warnings.
@@ -68,7 +70,7 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
         diags.push(d);
     }
     let program = if diags.has_errors() { None } else { program.map(|p| split_sweeps(p, &points, &heads)) };
-    Compilation { sources: loaded.sources, program, diagnostics: diags.into_sorted() }
+    Compilation { sources: loaded.sources, paths: loaded.paths, program, diagnostics: diags.into_sorted() }
 }
 
 /// The most points whose errors are traced back to them one by one (each is checked alone).
