@@ -9,6 +9,7 @@ pub mod check;
 pub mod codes;
 pub mod diagnostic;
 pub mod fmt;
+pub mod ide;
 pub mod loader;
 pub mod lower;
 pub mod program;

@@ -160,14 +160,23 @@ impl Ty {
     /// Checks real number `v` (in the parameter's base unit) against a [`Ty::Real`] range;
     /// `Err` carries the accepted range in words. Other types accept nothing.
     pub fn check_real(&self, v: f64) -> Result<(), String> {
-        let Ty::Real { min, min_open, max, dim } = self else {
+        let Ty::Real { min, min_open, max, .. } = self else {
             return Err(self.describe());
         };
         let low_ok = if *min_open { v > *min } else { v >= *min };
         if low_ok && v <= *max && v.is_finite() {
             return Ok(());
         }
-        Err(if *dim == Dim::Energy {
+        Err(self.bounds().unwrap_or_else(|| self.describe()))
+    }
+
+    /// The accepted range of a [`Ty::Real`] in words (`a number in [0, 1]`); `None` for other
+    /// types (an integer's range is part of [`Ty::describe`]).
+    pub fn bounds(&self) -> Option<String> {
+        let Ty::Real { min, min_open, max, dim } = self else {
+            return None;
+        };
+        Some(if *dim == Dim::Energy {
             "a non-negative energy below 1 J".to_string()
         } else if *dim == Dim::Time {
             "a non-negative time below 1 s".to_string()

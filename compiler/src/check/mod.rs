@@ -12,6 +12,9 @@ mod sweep;
 mod train;
 pub mod values;
 
+/// The keyword of sweep blocks.
+pub use sweep::KEYWORD as SWEEP_KEYWORD;
+
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::loader::{self, FileLoader};
@@ -32,6 +35,9 @@ pub struct Compilation {
     pub sources: SourceMap,
     /// The canonical path of every file read, by file id (the root first).
     pub paths: Vec<std::path::PathBuf>,
+    /// Every file's syntax tree as parsed (sweep blocks included), the root first: what parsed
+    /// even when the program has errors (editor features read it).
+    pub syntax: Vec<(FileId, ast::File)>,
     /// The checked program; `None` when any error was reported.
     pub program: Option<Program>,
     /// Errors and warnings.
@@ -70,7 +76,13 @@ pub fn compile(root_path: &Path, root_name: &str, root_text: &str, loader: &dyn 
         diags.push(d);
     }
     let program = if diags.has_errors() { None } else { program.map(|p| split_sweeps(p, &points, &heads)) };
-    Compilation { sources: loaded.sources, paths: loaded.paths, program, diagnostics: diags.into_sorted() }
+    Compilation {
+        sources: loaded.sources,
+        paths: loaded.paths,
+        syntax: loaded.files,
+        program,
+        diagnostics: diags.into_sorted(),
+    }
 }
 
 /// The most points whose errors are traced back to them one by one (each is checked alone).
