@@ -9,6 +9,7 @@ mod eval_cmd;
 mod fmt_cmd;
 mod load;
 mod lower_cmd;
+mod lsp;
 mod quantize;
 mod render;
 mod report;
@@ -84,6 +85,14 @@ enum Command {
     /// Print the reference of every block, section, parameter and layer (Markdown).
     #[command(display_order = 8)]
     Reference,
+    /// Run the language server on stdin/stdout for editors: diagnostics as you type, hover,
+    /// completion, go to definition, references, outline and formatting (see README).
+    #[command(display_order = 10)]
+    Lsp {
+        /// Accepted for clients that pass it (stdio is the only transport).
+        #[arg(long)]
+        stdio: bool,
+    },
     /// Model the energy and time of each train block's training step without training: per
     /// MVM, layer and step the joules, seconds, array utilization, TOPS, TOPS/W and EDP; the
     /// digital 4-bit and FP16 baselines and the savings; inference throughput (alias: `energy`).
@@ -313,6 +322,7 @@ fn run(command: Command) -> ExitCode {
         }
         Command::Explain { code, list } => explain(code.as_deref(), list),
         Command::Fmt { files, check, color } => fmt_cmd::command(&files, check, use_color(color)),
+        Command::Lsp { stdio: _ } => lsp::command(),
         Command::Quantize { format, scale, json } => quantize::command(format, &scale, json),
         Command::Train {
             file,

@@ -1,0 +1,183 @@
+//! Answers to the editor's requests: the compiler's editor features
+//! ([`imcc_compiler::ide`]) in the protocol's types.
+
+use super::convert::Lines;
+use super::workspace::Workspace;
+use imcc_compiler::ide::complete::CompletionKind;
+use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind};
+use imcc_compiler::schema::Kind;
+use imcc_compiler::span::FileId;
+use lsp_server::{ErrorCode, Request};
+use lsp_types as lsp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A failed request: the protocol's error code and a message.
+pub type Failure = (ErrorCode, String);
+
+/// Decodes `req`'s parameters, runs `f` (a panic becomes an internal error, not a crash) and
+/// encodes its result.
+pub fn run<P: DeserializeOwned, R: Serialize>(
+    req: Request,
+    f: impl FnOnce(P) -> Result<R, Failure>,
+) -> Result<serde_json::Value, Failure> {
+    let params: P = serde_json::from_value(req.params)
+        .map_err(|e| (ErrorCode::InvalidParams, format!("bad parameters for `{}`: {e}", req.method)))?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(params))).map_err(|_| {
+        (ErrorCode::InternalError, format!("internal error answering `{}` (a bug in imcc)", req.method))
+    })??;
+    serde_json::to_value(result).map_err(|e| (ErrorCode::InternalError, e.to_string()))
+}
+
+/// The byte offset of a position in a document the workspace knows.
+fn locate<'w>(
+    ws: &'w Workspace,
+    doc: &lsp::TextDocumentPositionParams,
+) -> Option<(&'w imcc_compiler::ide::Analysis, FileId, usize)> {
+    let (a, file) = ws.analysis_of(&doc.text_document.uri)?;
+    let offset = Lines::new(a.text(file), ws.encoding).offset(doc.position);
+    Some((a, file, offset))
+}
+
+pub fn hover(ws: &Workspace, p: lsp::HoverParams) -> Result<Option<lsp::Hover>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p.text_document_position_params) else {
+        return Ok(None);
+    };
+    Ok(a.hover(file, offset).map(|h| lsp::Hover {
+        contents: lsp::HoverContents::Markup(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: h.markdown }),
+        range: Some(ws.range(a, h.span)),
+    }))
+}
+
+pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p.text_document_position) else {
+        return Ok(None);
+    };
+    let c = a.complete(file, offset);
+    let range = Lines::new(a.text(file), ws.encoding).range(c.range.clone());
+    let items = c
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| lsp::CompletionItem {
+            label: item.label.clone(),
+            kind: Some(completion_kind(item.kind)),
+            detail: item.detail,
+            documentation: item.doc.map(|d| {
+                lsp::Documentation::MarkupContent(lsp::MarkupContent { kind: lsp::MarkupKind::Markdown, value: d })
+            }),
+            // Keep the schema's order (parameters in the order the reference lists them).
+            sort_text: Some(format!("{i:04}")),
+            filter_text: Some(item.label),
+            text_edit: Some(lsp::CompletionTextEdit::Edit(lsp::TextEdit { range, new_text: item.insert })),
+            ..Default::default()
+        })
+        .collect();
+    Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList { is_incomplete: false, items })))
+}
+
+fn completion_kind(k: CompletionKind) -> lsp::CompletionItemKind {
+    match k {
+        CompletionKind::Keyword => lsp::CompletionItemKind::KEYWORD,
+        CompletionKind::Definition(_) => lsp::CompletionItemKind::REFERENCE,
+        CompletionKind::Section => lsp::CompletionItemKind::MODULE,
+        CompletionKind::Param => lsp::CompletionItemKind::PROPERTY,
+        CompletionKind::Constructor => lsp::CompletionItemKind::CONSTRUCTOR,
+        CompletionKind::Value => lsp::CompletionItemKind::ENUM_MEMBER,
+        CompletionKind::Unit => lsp::CompletionItemKind::UNIT,
+        CompletionKind::Layer => lsp::CompletionItemKind::FIELD,
+        CompletionKind::Operation => lsp::CompletionItemKind::FUNCTION,
+    }
+}
+
+pub fn definition(
+    ws: &Workspace,
+    p: lsp::GotoDefinitionParams,
+) -> Result<Option<lsp::GotoDefinitionResponse>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p.text_document_position_params) else {
+        return Ok(None);
+    };
+    let locations: Vec<lsp::Location> = a
+        .definitions(file, offset)
+        .into_iter()
+        .map(|s| lsp::Location { uri: ws.uri_of(a, s.file), range: ws.range(a, s) })
+        .collect();
+    Ok((!locations.is_empty()).then_some(lsp::GotoDefinitionResponse::Array(locations)))
+}
+
+/// References from every open file's analysis that includes the file, so that the uses of a
+/// chip in the files importing it are found from the chip's own file.
+pub fn references(ws: &Workspace, p: lsp::ReferenceParams) -> Result<Option<Vec<lsp::Location>>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p.text_document_position) else {
+        return Ok(None);
+    };
+    let Some((symbol, _)) = a.symbol_at(file, offset) else {
+        return Ok(None);
+    };
+    let mut out: Vec<lsp::Location> = Vec::new();
+    for (other, _) in ws.analyses_with(&p.text_document_position.text_document.uri) {
+        for o in other.occurrences_of(&symbol) {
+            if o.decl && !p.context.include_declaration {
+                continue;
+            }
+            let loc = lsp::Location { uri: ws.uri_of(other, o.span.file), range: ws.range(other, o.span) };
+            if !out.contains(&loc) {
+                out.push(loc);
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+pub fn symbols(ws: &Workspace, p: lsp::DocumentSymbolParams) -> Result<Option<lsp::DocumentSymbolResponse>, Failure> {
+    let Some((a, file)) = ws.analysis_of(&p.text_document.uri) else {
+        return Ok(None);
+    };
+    let lines = Lines::new(a.text(file), ws.encoding);
+    let items = a.outline(file).iter().map(|i| symbol(i, &lines)).collect();
+    Ok(Some(lsp::DocumentSymbolResponse::Nested(items)))
+}
+
+#[allow(deprecated)] // `deprecated` is a required field of the protocol's struct
+fn symbol(i: &OutlineItem, lines: &Lines<'_>) -> lsp::DocumentSymbol {
+    lsp::DocumentSymbol {
+        name: i.name.clone(),
+        detail: i.detail.clone(),
+        kind: match i.kind {
+            OutlineKind::Definition(Some(Kind::Network)) => lsp::SymbolKind::CLASS,
+            OutlineKind::Definition(Some(Kind::Train)) => lsp::SymbolKind::FUNCTION,
+            OutlineKind::Definition(Some(Kind::Hardware)) => lsp::SymbolKind::STRUCT,
+            OutlineKind::Definition(_) => lsp::SymbolKind::OBJECT,
+            OutlineKind::Import => lsp::SymbolKind::FILE,
+            OutlineKind::Section => lsp::SymbolKind::NAMESPACE,
+            OutlineKind::Layer => lsp::SymbolKind::FIELD,
+            OutlineKind::Param => lsp::SymbolKind::PROPERTY,
+        },
+        tags: None,
+        deprecated: None,
+        range: lines.range(i.span.range()),
+        selection_range: lines.range(i.selection.range()),
+        children: Some(i.children.iter().map(|c| symbol(c, lines)).collect()),
+    }
+}
+
+/// The whole document in the canonical layout (`imcc fmt`), or an error when it does not parse.
+pub fn formatting(ws: &Workspace, p: lsp::DocumentFormattingParams) -> Result<Option<Vec<lsp::TextEdit>>, Failure> {
+    let Some(doc) = ws.document(&p.text_document.uri) else {
+        return Err((ErrorCode::InvalidParams, format!("`{}` is not open", p.text_document.uri.as_str())));
+    };
+    match imcc_compiler::fmt::format(FileId(0), &doc.text) {
+        Ok(formatted) if formatted == doc.text => Ok(Some(Vec::new())),
+        Ok(formatted) => {
+            let range = Lines::new(&doc.text, ws.encoding).whole();
+            Ok(Some(vec![lsp::TextEdit { range, new_text: formatted }]))
+        }
+        Err(diags) => Err((
+            ErrorCode::RequestFailed,
+            format!(
+                "cannot format a file with syntax errors ({})",
+                diags.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join("; ")
+            ),
+        )),
+    }
+}
