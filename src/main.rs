@@ -72,7 +72,7 @@ enum Command {
     /// `--check` list the files that are not in it.
     #[command(display_order = 9)]
     Fmt {
-        /// The files.
+        /// The files; `-` formats standard input to standard output.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Change nothing; exit 1 if a file is not formatted.

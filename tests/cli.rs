@@ -271,3 +271,17 @@ fn train_renders_lowering_diagnostics_of_a_run_that_cannot_be_mapped() {
     let err = stderr(&out);
     assert!(err.contains("[E0600]") && err.contains("cannot be lowered"), "{err}");
 }
+
+#[test]
+fn fmt_formats_standard_input_for_editors() {
+    let out = imcc_stdin(&["fmt", "-"], "train t{seed=1;} // end\n");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "train t {\n    seed = 1;\n} // end\n");
+    let check = imcc_stdin(&["fmt", "--check", "-"], "train t{seed=1;}\n");
+    assert_eq!(check.status.code(), Some(1), "--check: not formatted");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("would reformat: <stdin>"));
+    let broken = imcc_stdin(&["fmt", "--color", "never", "-"], "train t{seed=\n");
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(broken.stdout.is_empty(), "nothing to replace the buffer with");
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("E0003"));
+}

@@ -45,7 +45,7 @@ fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
         text_document_sync: Some(lsp::TextDocumentSyncCapability::Kind(lsp::TextDocumentSyncKind::FULL)),
         hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
         completion_provider: Some(lsp::CompletionOptions {
-            trigger_characters: Some(vec![" ".into(), "(".into(), "=".into(), ",".into()]),
+            trigger_characters: Some(vec!["(".into(), "=".into(), ",".into()]),
             ..Default::default()
         }),
         definition_provider: Some(lsp::OneOf::Left(true)),

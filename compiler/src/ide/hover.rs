@@ -93,10 +93,6 @@ fn about_word(a: &Analysis, file: FileId, ctx: &context::Context, word: &str, st
             _ if matches!(vocab, Vocab::Sweep) && word == SWEEP_TRAIN.name => Some(about_param(&SWEEP_TRAIN, "sweep")),
             _ => vocab.param(word).map(|p| about_param(p, &ctx.scope_path())),
         },
-        Role::SectionLabel => {
-            let parent = context::at(a.text(file), start).vocab;
-            about_section(parent, word)
-        }
         Role::LayerOp => schema::layer(word).map(|l| about_layer_op(l.op)),
         Role::Value(ty) => ty.and_then(|t| about_value(a, t, word)),
         Role::ArgName { args, positional } => match ctx.next.as_deref() {
