@@ -81,7 +81,10 @@ fn serve(conn: &Connection) -> Result<ExitCode, String> {
         capabilities: capabilities(encoding),
         server_info: Some(lsp::ServerInfo { name: "imcc".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
     };
-    conn.initialize_finish(id, serde_json::to_value(result).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    // Answered directly rather than with `initialize_finish`, which ends the connection when
+    // the next message is not `initialized`; the server does not need that notification.
+    let result = serde_json::to_value(result).map_err(|e| e.to_string())?;
+    conn.sender.send(Response::new_ok(id, result).into()).map_err(|_| "the client's connection closed".to_string())?;
 
     let mut server = Server { conn, ws: Workspace::new(encoding, root), shut_down: false };
     while let Ok(first) = conn.receiver.recv() {

@@ -126,7 +126,7 @@ fn keys(vocab: Vocab) -> Vec<Completion> {
         .into_iter()
         .map(|p| Completion {
             insert: format!("{} = ", p.name),
-            ..item(p.name, CompletionKind::Param, Some(p.ty.describe()), Some(about_param(p, "")))
+            ..item(p.name, CompletionKind::Param, Some(p.ty.describe()), Some(about_param(p, "parameter")))
         })
         .collect();
     for s in vocab.sections() {

@@ -90,8 +90,10 @@ fn about_word(a: &Analysis, file: FileId, ctx: &context::Context, word: &str, st
         Role::AfterName if word == "extends" => Some(EXTENDS_DOC.to_string()),
         Role::Key(vocab) => match ctx.next.as_deref() {
             Some("{") => about_section(vocab, word),
-            _ if matches!(vocab, Vocab::Sweep) && word == SWEEP_TRAIN.name => Some(about_param(&SWEEP_TRAIN, "sweep")),
-            _ => vocab.param(word).map(|p| about_param(p, &ctx.scope_path())),
+            _ if matches!(vocab, Vocab::Sweep) && word == SWEEP_TRAIN.name => {
+                Some(about_param(&SWEEP_TRAIN, "key of a `sweep`"))
+            }
+            _ => vocab.param(word).map(|p| about_param(p, &format!("parameter of `{}`", ctx.scope_path()))),
         },
         Role::LayerOp => schema::layer(word).map(|l| about_layer_op(l.op)),
         Role::Value(ty) => ty.and_then(|t| about_value(a, t, word)),
@@ -126,9 +128,10 @@ fn about_section(vocab: Vocab, name: &str) -> Option<String> {
     Some(format!("**{name}**{label} {{ … }} section\n\n{}", s.doc))
 }
 
-/// A parameter's meaning, type, range, unit and default.
-pub fn about_param(p: &ParamSpec, scope: &str) -> String {
-    let mut md = format!("**{}** · {scope} parameter\n\n{}\n", p.name, p.doc);
+/// A parameter's meaning, type, range, unit and default; `what` says what it is
+/// (`parameter of `hardware › noise``, `argument`).
+pub fn about_param(p: &ParamSpec, what: &str) -> String {
+    let mut md = format!("**{}** · {what}\n\n{}\n", p.name, p.doc);
     let _ = write!(md, "\n- type: {}", p.ty.describe());
     if let Some(bounds) = p.ty.bounds().filter(|b| !p.ty.describe().contains(b.as_str())) {
         let _ = write!(md, ", {bounds}");
