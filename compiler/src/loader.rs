@@ -104,7 +104,7 @@ impl FileLoader for MemLoader {
 }
 
 /// Resolves `.` and `..` lexically.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -2,11 +2,15 @@
 //! on random mutations of them formatting is idempotent and never changes meaning: the same
 //! tokens in the same order, the same diagnostics, the same lowered IR.
 
+#[path = "common/mutate.rs"]
+mod mutate;
+
 use imcc_compiler::fmt::format;
 use imcc_compiler::loader::MemLoader;
 use imcc_compiler::span::FileId;
 use imcc_compiler::syntax::lexer::lex;
 use imcc_compiler::{compile, lower};
+use mutate::Edit;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -89,12 +93,6 @@ fn the_examples_are_formatted_and_keep_their_meaning() {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, usize),
-    Delete(usize, usize),
-}
-
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         3 => (any::<usize>(), 0..FRAGMENTS.len()).prop_map(|(a, f)| Edit::Insert(a, f)),
@@ -103,28 +101,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 fn apply(src: &str, edits: &[Edit]) -> String {
-    let mut s = src.to_string();
-    let clamp = |s: &str, at: usize| {
-        let mut i = at % (s.len() + 1);
-        while !s.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
-    for e in edits {
-        match *e {
-            Edit::Insert(at, f) => {
-                let i = clamp(&s, at);
-                s.insert_str(i, FRAGMENTS[f]);
-            }
-            Edit::Delete(at, n) => {
-                let i = clamp(&s, at);
-                let j = clamp(&s, i + n).max(i);
-                s.replace_range(i..j, "");
-            }
-        }
-    }
-    s
+    mutate::apply(src, edits, FRAGMENTS)
 }
 
 proptest! {

@@ -1,8 +1,12 @@
 //! The front end never panics: not on arbitrary bytes, not on random mutations of the examples.
 //! (Property tests; the case counts keep the suite fast while covering every stage.)
 
+#[path = "common/mutate.rs"]
+mod mutate;
+
 use imcc_compiler::compile;
 use imcc_compiler::loader::MemLoader;
+use mutate::Edit;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -65,13 +69,6 @@ fn check(src: &str) {
     assert_eq!(comp.program.is_some(), !comp.has_errors());
 }
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, usize),
-    Delete(usize, usize),
-    Replace(usize, usize, usize),
-}
-
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 0..FRAGMENTS.len()).prop_map(|(a, f)| Edit::Insert(a, f)),
@@ -81,31 +78,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 fn apply(src: &str, edits: &[Edit]) -> String {
-    let mut s = src.to_string();
-    let clamp = |s: &str, at: usize| {
-        let mut i = at % (s.len() + 1);
-        while !s.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
-    for e in edits {
-        match *e {
-            Edit::Insert(at, f) => {
-                let i = clamp(&s, at);
-                s.insert_str(i, FRAGMENTS[f]);
-            }
-            Edit::Delete(at, n) | Edit::Replace(at, n, _) => {
-                let i = clamp(&s, at);
-                let j = clamp(&s, i + n).max(i);
-                s.replace_range(i..j, "");
-                if let Edit::Replace(_, _, f) = *e {
-                    s.insert_str(i, FRAGMENTS[f]);
-                }
-            }
-        }
-    }
-    s
+    mutate::apply(src, edits, FRAGMENTS)
 }
 
 proptest! {

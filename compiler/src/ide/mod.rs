@@ -12,7 +12,7 @@ use crate::Compilation;
 use crate::span::{FileId, Span};
 use crate::syntax::ast;
 use navigate::{Occurrence, OutlineItem, Symbol};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 /// A compilation with its name index, ready for editor queries.
 #[derive(Debug)]
@@ -84,7 +84,7 @@ impl Analysis {
             _ => None,
         })?;
         let dir = self.comp.paths.get(file.0 as usize)?.parent()?;
-        self.file_of(&normalize(&dir.join(&imp.path)))
+        self.file_of(&crate::loader::normalize(&dir.join(&imp.path)))
     }
 
     /// The outline of `file`.
@@ -101,21 +101,6 @@ impl Analysis {
     pub fn complete(&self, file: FileId, offset: usize) -> complete::Completions {
         complete::complete(self, file, offset)
     }
-}
-
-/// Resolves `.` and `..` lexically (the loader's canonical paths have neither).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
