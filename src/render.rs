@@ -83,6 +83,11 @@ pub fn json(sources: &SourceMap, d: &Diagnostic) -> serde_json::Value {
         }).collect::<Vec<_>>(),
         "notes": d.notes,
         "helps": d.helps,
+        "fixes": d.fixes.iter().map(|f| {
+            let mut v = loc(f.span);
+            v["replacement"] = json!(f.replacement);
+            v
+        }).collect::<Vec<_>>(),
         "rendered": human(sources, d, false),
     })
 }

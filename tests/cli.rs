@@ -128,6 +128,10 @@ fn json_messages_carry_code_location_and_rendering() {
     assert_eq!(v["location"]["line"], 4);
     assert_eq!(v["location"]["column"], 9);
     assert_eq!(v["helps"][0], "did you mean `sigma_lsb`?");
+    // The suggestion as an edit a tool can apply: the misspelt key's bytes and the replacement.
+    assert_eq!(v["fixes"][0]["replacement"], "sigma_lsb");
+    assert_eq!((v["fixes"][0]["line"].clone(), v["fixes"][0]["column"].clone()), (4.into(), 9.into()));
+    assert_eq!(v["fixes"][0]["end_column"], 18);
     assert!(v["rendered"].as_str().expect("string").contains("sigma_lbs"));
 }
 

@@ -133,6 +133,44 @@ fn an_editor_session_on_an_example() {
 }
 
 #[test]
+fn quick_fixes_replace_misspelt_names() {
+    let path = repo("examples/digits_mlp.imc");
+    let uri = uri_of(&path);
+    let text = std::fs::read_to_string(&path).expect("example").replace("epochs = 30;", "epohcs = 30;");
+    let (mut c, _) = Client::start(false);
+    c.open(&uri, &text);
+    let diags = c.diagnostics(&uri);
+    let typo = diags.iter().find(|d| d["code"] == "E0206").expect("unknown parameter");
+    assert!(typo["message"].as_str().unwrap().contains("help: did you mean `epochs`?"), "{typo}");
+    // The editor asks for actions at the cursor, inside the misspelt word.
+    let here = pos(&text, "epohcs", 0, 2);
+    let actions = c.call(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": here, "end": here },
+                "context": { "diagnostics": [typo] } }),
+    );
+    let actions = actions.as_array().expect("actions");
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["title"], "Replace with `epochs`");
+    assert_eq!(actions[0]["kind"], "quickfix");
+    let edit = &actions[0]["edit"]["documentChanges"][0]["edits"][0];
+    assert_eq!(edit["newText"], "epochs");
+    assert_eq!(edit["range"]["start"], pos(&text, "epohcs", 0, 0));
+    assert_eq!(edit["range"]["end"], pos(&text, "epohcs", 0, 6));
+    // Applied, the error is gone.
+    c.change(&uri, 2, &text.replace("epohcs", "epochs"));
+    assert!(c.diagnostics(&uri).iter().all(|d| d["code"] != "E0206"));
+    // Away from any diagnostic there is nothing to fix.
+    let none = c.call(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": pos(&text, "network", 0, 0), "end": pos(&text, "network", 0, 0) },
+                "context": { "diagnostics": [] } }),
+    );
+    assert_eq!(none, json!([]));
+    c.stop();
+}
+
+#[test]
 fn diagnostics_follow_imports_and_clear_when_fixed() {
     let dir = scratch("imports");
     let chip = dir.join("hw/cimu16.imc");

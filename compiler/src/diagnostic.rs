@@ -26,6 +26,16 @@ pub struct Label {
     pub primary: bool,
 }
 
+/// A machine-applicable edit that fixes a diagnostic: replace `span` by `replacement` (the
+/// "did you mean" of a misspelt name). Editors offer it as a quick fix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fix {
+    /// What to replace.
+    pub span: Span,
+    /// The text to put there.
+    pub replacement: String,
+}
+
 /// One diagnostic: a code, a message, labelled spans, and notes and help lines.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
@@ -41,6 +51,9 @@ pub struct Diagnostic {
     pub notes: Vec<String>,
     /// `help:` lines: what to do.
     pub helps: Vec<String>,
+    /// Edits that fix it (each also said in a `help:` line). A boxed slice: rare, and it keeps
+    /// `Diagnostic` small enough to return by value.
+    pub fixes: Box<[Fix]>,
 }
 
 impl Diagnostic {
@@ -53,6 +66,7 @@ impl Diagnostic {
             labels: Vec::new(),
             notes: Vec::new(),
             helps: Vec::new(),
+            fixes: Box::default(),
         }
     }
 
@@ -78,6 +92,21 @@ impl Diagnostic {
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.helps.push(help.into());
         self
+    }
+
+    /// When a candidate is close to `word` (a plausible typo), adds the help "did you mean
+    /// `CANDIDATE`?" and the fix that replaces the diagnostic's location (which must be the
+    /// misspelt word) with it.
+    pub fn did_you_mean<'a>(mut self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Diagnostic {
+        let Some(c) = crate::check::suggest::closest(word, candidates) else {
+            return self;
+        };
+        if let Some(span) = self.span() {
+            let mut fixes = std::mem::take(&mut self.fixes).into_vec();
+            fixes.push(Fix { span, replacement: c.to_string() });
+            self.fixes = fixes.into_boxed_slice();
+        }
+        self.help(format!("did you mean `{c}`?"))
     }
 
     /// Adds a `help:` line when `help` is `Some`.

@@ -1,7 +1,7 @@
 //! Answers to the editor's requests: the compiler's editor features
 //! ([`imcc_compiler::ide`]) in the protocol's types.
 
-use super::convert::Lines;
+use super::convert::{self, Lines};
 use super::workspace::Workspace;
 use imcc_compiler::ide::complete::CompletionKind;
 use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind};
@@ -159,6 +159,47 @@ fn symbol(i: &OutlineItem, lines: &Lines<'_>) -> lsp::DocumentSymbol {
         selection_range: lines.range(i.selection.range()),
         children: Some(i.children.iter().map(|c| symbol(c, lines)).collect()),
     }
+}
+
+/// Quick fixes for the diagnostics at the range: the replacement "did you mean" suggests.
+pub fn code_actions(ws: &Workspace, p: lsp::CodeActionParams) -> Result<Option<lsp::CodeActionResponse>, Failure> {
+    let Some((a, file)) = ws.analysis_of(&p.text_document.uri) else {
+        return Ok(None);
+    };
+    let lines = Lines::new(a.text(file), ws.encoding);
+    let (start, end) = (lines.offset(p.range.start), lines.offset(p.range.end));
+    let version = ws.document(&p.text_document.uri).map(|d| d.version);
+    let mut out = Vec::new();
+    for d in &a.comp.diagnostics {
+        // A cursor touching the misspelt word counts.
+        let here = d
+            .fixes
+            .iter()
+            .filter(|f| f.span.file == file && f.span.start as usize <= end && start <= f.span.end as usize);
+        for fix in here {
+            let edit = lsp::TextEdit { range: lines.range(fix.span.range()), new_text: fix.replacement.clone() };
+            let doc = lsp::TextDocumentEdit {
+                text_document: lsp::OptionalVersionedTextDocumentIdentifier {
+                    uri: p.text_document.uri.clone(),
+                    version,
+                },
+                edits: vec![lsp::OneOf::Left(edit)],
+            };
+            let uri_of_file = |f: FileId| ws.uri_of(a, f);
+            out.push(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+                title: format!("Replace with `{}`", fix.replacement),
+                kind: Some(lsp::CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![convert::diagnostic(d, &a.comp.sources, &uri_of_file, ws.encoding)]),
+                edit: Some(lsp::WorkspaceEdit {
+                    document_changes: Some(lsp::DocumentChanges::Edits(vec![doc])),
+                    ..Default::default()
+                }),
+                is_preferred: Some(true),
+                ..Default::default()
+            }));
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The whole document in the canonical layout (`imcc fmt`), or an error when it does not parse.

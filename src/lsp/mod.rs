@@ -1,6 +1,7 @@
 //! `imcc lsp`: a Language Server over stdin/stdout (`lsp-server`, the transport rust-analyzer
 //! uses). Diagnostics on open and change (the same as `imcc check`, lowering included, across
-//! imports), hover, completion, go to definition, references, the outline and formatting.
+//! imports), hover, completion, go to definition, references, the outline, formatting, and
+//! quick fixes for misspelt names.
 //!
 //! Messages are handled in order. Edits only mark documents stale; the analysis runs once the
 //! queue is empty or a request needs it, so a burst of keystrokes is checked once.
@@ -52,6 +53,7 @@ fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
         references_provider: Some(lsp::OneOf::Left(true)),
         document_symbol_provider: Some(lsp::OneOf::Left(true)),
         document_formatting_provider: Some(lsp::OneOf::Left(true)),
+        code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
         ..Default::default()
     }
 }
@@ -189,6 +191,7 @@ impl Server<'_> {
             R::References::METHOD => handlers::run(req, |p| handlers::references(&self.ws, p)),
             R::DocumentSymbolRequest::METHOD => handlers::run(req, |p| handlers::symbols(&self.ws, p)),
             R::Formatting::METHOD => handlers::run(req, |p| handlers::formatting(&self.ws, p)),
+            R::CodeActionRequest::METHOD => handlers::run(req, |p| handlers::code_actions(&self.ws, p)),
             other => Err((ErrorCode::MethodNotFound, format!("imcc lsp does not handle `{other}`"))),
         };
         match result {

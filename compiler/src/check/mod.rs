@@ -25,7 +25,6 @@ use crate::syntax::ast;
 use params::ParamSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use suggest::did_you_mean;
 
 /// The result of compiling a root file: its sources (for rendering diagnostics), the checked
 /// program when there are no errors, and every diagnostic sorted by position.
@@ -205,7 +204,7 @@ impl<'a> Defs<'a> {
         let names: Vec<&str> = self.by_name.keys().filter(|(k, _)| *k == kind).map(|(_, n)| *n).collect();
         let mut d = Diagnostic::new(Code::UnresolvedName, format!("no `{}` named `{name}`", kind.keyword()))
             .primary(span, "not found")
-            .maybe_help(did_you_mean(name, names.iter().copied()));
+            .did_you_mean(name, names.iter().copied());
         if names.is_empty() {
             d = d.note(format!("no `{}` is defined or imported", kind.keyword()));
         }
@@ -256,7 +255,7 @@ fn collect<'a>(files: &'a [(FileId, ast::File)], root: FileId, diags: &mut Diagn
                 diags.push(
                     Diagnostic::new(Code::UnknownItemKind, format!("unknown kind of definition `{}`", block.kind.name))
                         .primary(block.kind.span, "expected a kind of definition")
-                        .maybe_help(did_you_mean(&block.kind.name, keywords))
+                        .did_you_mean(&block.kind.name, keywords)
                         .note("definitions are `hardware`, `quant`, `network`, `mapping` and `train` blocks"),
                 );
                 continue;

@@ -1,7 +1,6 @@
 //! Network checks: layer operations and arguments, inputs (`from`), and shape inference.
 
 use super::Defs;
-use super::suggest::did_you_mean;
 use super::values::{Typer, Value};
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -66,7 +65,7 @@ fn check_network(block: &ast::Block, input: Option<&Value>, diags: &mut Diagnost
             diags.push(
                 Diagnostic::new(Code::UnknownLayerOp, format!("unknown layer operation `{}`", decl.op.name))
                     .primary(decl.op.span, "not a layer operation")
-                    .maybe_help(did_you_mean(&decl.op.name, schema::LAYERS.iter().map(|l| l.op)))
+                    .did_you_mean(&decl.op.name, schema::LAYERS.iter().map(|l| l.op))
                     .note(format!(
                         "the operations are: {}",
                         schema::LAYERS.iter().map(|l| l.op).collect::<Vec<_>>().join(", ")
@@ -171,7 +170,7 @@ fn layer_inputs(
                     if all_names.contains(&f.name.as_str()) {
                         d = d.note("`from` may only name layers declared before this one (networks are acyclic)");
                     } else {
-                        d = d.maybe_help(did_you_mean(&f.name, by_name.keys().copied().chain(["input"])));
+                        d = d.did_you_mean(&f.name, by_name.keys().copied().chain(["input"]));
                     }
                     diags.push(d);
                     in_shapes.push(None);

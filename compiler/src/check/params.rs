@@ -1,7 +1,6 @@
 //! Block bodies to parameter sets: each `key = value;` typed against the schema, sections
 //! flattened to dotted keys (`adc.bits`, `layer.fc1.weights`), `extends` merged, defaults filled.
 
-use super::suggest::did_you_mean;
 use super::values::{Typer, Value, default_value};
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -88,7 +87,7 @@ pub fn explicit(body: &[Stmt], spec: &BlockSpec, allow_layers: bool, diags: &mut
                         format!("a `{kind}` block has no section `{}`", s.kind.name),
                     )
                     .primary(s.kind.span, "unknown section")
-                    .maybe_help(did_you_mean(&s.kind.name, names.iter().copied()));
+                    .did_you_mean(&s.kind.name, names.iter().copied());
                     d = if names.is_empty() {
                         d.note(format!("`{kind}` blocks have no sections"))
                     } else {
@@ -162,9 +161,8 @@ fn param(
     let Some(spec) = specs.iter().find(|s| s.name == p.key.name) else {
         let d = Diagnostic::new(Code::UnknownParameter, format!("{ctx} has no parameter `{}`", p.key.name))
             .primary(p.key.span, "unknown parameter")
-            .maybe_help(
-                did_you_mean(&p.key.name, specs.iter().map(|s| s.name)).or_else(|| belongs_elsewhere(&p.key.name)),
-            );
+            .did_you_mean(&p.key.name, specs.iter().map(|s| s.name));
+        let d = if d.fixes.is_empty() { d.maybe_help(belongs_elsewhere(&p.key.name)) } else { d };
         diags.push(d);
         return;
     };

@@ -11,11 +11,6 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
-/// A `help:` line suggesting the closest candidate.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,6 @@
 //! Typing values: an [`ast::Expr`] checked against a schema [`Ty`] becomes a [`Value`], or a
 //! diagnostic saying what was expected.
 
-use super::suggest::did_you_mean;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::schema::{CtorSpec, Dim, ParamSpec, Presence, Ty, UNITS};
@@ -236,7 +235,7 @@ impl Typer<'_> {
                         let d =
                             Diagnostic::new(Code::UnknownArgument, format!("{what} has no argument `{}`", name.name))
                                 .primary(name.span, "unknown argument")
-                                .maybe_help(did_you_mean(&name.name, params.iter().map(|p| p.name)));
+                                .did_you_mean(&name.name, params.iter().map(|p| p.name));
                         return Err(with_arg_list(d, params));
                     }
                 },
@@ -318,10 +317,11 @@ fn unknown_variant<'a>(
 ) -> Diagnostic {
     let d = Diagnostic::new(Code::UnknownVariant, format!("`{}` is not a valid value for {what}", id.name))
         .primary(id.span, format!("expected {}", ty.describe()));
-    match did_you_mean(&id.name, options) {
-        Some(h) => d.help(h),
-        None if what == "`data`" => d.help("`idx(\"DIR\")` loads any idx data set (Fashion-MNIST, KMNIST, ...)"),
-        None => d,
+    let d = d.did_you_mean(&id.name, options);
+    if d.fixes.is_empty() && what == "`data`" {
+        d.help("`idx(\"DIR\")` loads any idx data set (Fashion-MNIST, KMNIST, ...)")
+    } else {
+        d
     }
 }
 
@@ -342,7 +342,7 @@ fn number(expr: &Expr, dim: Dim, ty: &Ty, what: &str) -> Result<(f64, bool), Dia
             None => {
                 return Err(Diagnostic::new(Code::UnknownUnit, format!("unknown unit `{}`", unit.name))
                     .primary(unit.span, "not a unit")
-                    .maybe_help(did_you_mean(&unit.name, UNITS.iter().map(|u| u.0)))
+                    .did_you_mean(&unit.name, UNITS.iter().map(|u| u.0))
                     .note(format!("{what} expects {}", dim.describe())));
             }
             Some((_, udim, f)) if *udim == dim => *f,

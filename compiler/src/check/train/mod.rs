@@ -4,7 +4,6 @@
 use super::Defs;
 use super::build;
 use super::params::ParamSet;
-use super::suggest::did_you_mean;
 use super::values::Value;
 use crate::codes::Code;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -243,10 +242,7 @@ impl TrainCx<'_, '_> {
                 None => self.diags.push(
                     Diagnostic::new(Code::UnknownLayer, format!("{what} override for unknown layer `{label}`"))
                         .primary(span, format!("network `{}` has no such layer", net.name))
-                        .maybe_help(did_you_mean(
-                            &label,
-                            net.layers.iter().filter(|l| l.op.has_mvm()).map(|l| l.name.as_str()),
-                        )),
+                        .did_you_mean(&label, net.layers.iter().filter(|l| l.op.has_mvm()).map(|l| l.name.as_str())),
                 ),
                 Some(l) if !l.op.has_mvm() => self.diags.push(
                     Diagnostic::new(Code::NoMvm, format!("{what} override for layer `{label}`, which {no_mvm}"))
