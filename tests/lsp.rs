@@ -171,6 +171,26 @@ fn quick_fixes_replace_misspelt_names() {
 }
 
 #[test]
+fn import_paths_complete_from_the_files_beside() {
+    let dir = scratch("import-paths");
+    let main = dir.join("main.imc");
+    let text = "import \"h\";\n";
+    std::fs::write(&main, text).expect("write");
+    let uri = uri_of(&main);
+    let (mut c, _) = Client::start(false);
+    c.open(&uri, text);
+    let list = c.call("textDocument/completion", at(&uri, pos(text, "h\"", 0, 1)));
+    let items = list["items"].as_array().expect("items");
+    let labels: Vec<&str> = items.iter().map(|i| i["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["hw/cimu16.imc"], "the file itself is not offered");
+    assert_eq!(items[0]["textEdit"]["newText"], "\"hw/cimu16.imc\"");
+    assert_eq!(items[0]["textEdit"]["range"]["start"], pos(text, "\"h", 0, 0), "the whole string is replaced");
+    assert_eq!(items[0]["filterText"], "\"hw/cimu16.imc\"");
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn diagnostics_follow_imports_and_clear_when_fixed() {
     let dir = scratch("imports");
     let chip = dir.join("hw/cimu16.imc");

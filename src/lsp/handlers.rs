@@ -53,7 +53,13 @@ pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp
     let Some((a, file, offset)) = locate(ws, &p.text_document_position) else {
         return Ok(None);
     };
-    let c = a.complete(file, offset);
+    let mut c = a.complete(file, offset);
+    if c.import_path
+        && let Some(dir) = a.comp.paths.get(file.0 as usize).and_then(|p| p.parent())
+    {
+        let me = &a.comp.paths[file.0 as usize];
+        c.items = importable(dir).into_iter().filter(|p| dir.join(p) != *me).map(|p| import_item(&p)).collect();
+    }
     let range = Lines::new(a.text(file), ws.encoding).range(c.range.clone());
     let items = c
         .items
@@ -68,12 +74,53 @@ pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp
             }),
             // Keep the schema's order (parameters in the order the reference lists them).
             sort_text: Some(format!("{i:04}")),
-            filter_text: Some(item.label),
+            // Editors filter on the text the edit replaces: a file's includes its quote.
+            filter_text: Some(if item.kind == CompletionKind::File { item.insert.clone() } else { item.label }),
             text_edit: Some(lsp::CompletionTextEdit::Edit(lsp::TextEdit { range, new_text: item.insert })),
             ..Default::default()
         })
         .collect();
     Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList { is_incomplete: false, items })))
+}
+
+/// The most files offered for an import path, and how deep below the file's directory they are
+/// looked for (a repository's `target/` or data need not be walked).
+const IMPORTABLE_FILES: usize = 200;
+const IMPORTABLE_DEPTH: usize = 3;
+
+/// `.imc` files under `dir` (relative, `/`-separated, sorted), skipping hidden directories and
+/// `target`.
+fn importable(dir: &std::path::Path) -> Vec<String> {
+    fn walk(dir: &std::path::Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if out.len() >= IMPORTABLE_FILES || name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() && depth > 0 && name != "target" && name != "node_modules" {
+                walk(&path, &format!("{prefix}{name}/"), depth - 1, out);
+            } else if path.extension().is_some_and(|x| x == "imc") {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", IMPORTABLE_DEPTH, &mut out);
+    out
+}
+
+fn import_item(path: &str) -> imcc_compiler::ide::complete::Completion {
+    imcc_compiler::ide::complete::Completion {
+        label: path.to_string(),
+        kind: CompletionKind::File,
+        detail: Some("import".into()),
+        doc: None,
+        insert: format!("\"{path}\""),
+    }
 }
 
 fn completion_kind(k: CompletionKind) -> lsp::CompletionItemKind {
@@ -87,6 +134,7 @@ fn completion_kind(k: CompletionKind) -> lsp::CompletionItemKind {
         CompletionKind::Unit => lsp::CompletionItemKind::UNIT,
         CompletionKind::Layer => lsp::CompletionItemKind::FIELD,
         CompletionKind::Operation => lsp::CompletionItemKind::FUNCTION,
+        CompletionKind::File => lsp::CompletionItemKind::FILE,
     }
 }
 

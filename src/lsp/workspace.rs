@@ -139,7 +139,7 @@ impl Workspace {
     pub fn analysis_of(&self, uri: &lsp::Uri) -> Option<(&Analysis, FileId)> {
         let key = key_of(uri);
         if let Some(a) = self.analyses.get(&key) {
-            return a.file_of(&key).map(|f| (a, f)).or(Some((a, FileId(0))));
+            return Some((a, FileId(0))); // the root of its own analysis
         }
         self.analyses.values().find_map(|a| a.file_of(&key).map(|f| (a, f)))
     }

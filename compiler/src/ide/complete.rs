@@ -32,6 +32,8 @@ pub enum CompletionKind {
     Layer,
     /// A layer operation.
     Operation,
+    /// A file to import.
+    File,
 }
 
 /// One completion.
@@ -56,6 +58,9 @@ pub struct Completions {
     pub range: Range<usize>,
     /// The candidates, in the order to show them.
     pub items: Vec<Completion>,
+    /// The cursor is in an `import`'s path: the caller, which may read the file system (the
+    /// compiler does not), offers files; [`Completions::range`] is then the whole string.
+    pub import_path: bool,
 }
 
 fn item(label: &str, kind: CompletionKind, detail: Option<String>, doc: Option<String>) -> Completion {
@@ -102,9 +107,13 @@ pub fn complete(a: &Analysis, file: FileId, offset: usize) -> Completions {
             out
         }
         Role::Unit(dim) => units(dim),
-        Role::BlockName(_) | Role::ImportPath | Role::Other => Vec::new(),
+        Role::ImportPath => {
+            let range = ctx.word.as_ref().map_or(offset..offset, |w| w.range.clone());
+            return Completions { range, items: Vec::new(), import_path: true };
+        }
+        Role::BlockName(_) | Role::Other => Vec::new(),
     };
-    Completions { range, items }
+    Completions { range, items, import_path: false }
 }
 
 fn top_level() -> Vec<Completion> {

@@ -238,13 +238,21 @@ impl Context {
 fn is_word(t: &Token<'_>) -> bool {
     matches!(
         t,
-        Token::Ident(_) | Token::Import | Token::Extends | Token::From | Token::Bool(_) | Token::Times | Token::Str(_)
+        Token::Ident(_)
+            | Token::Import
+            | Token::Extends
+            | Token::From
+            | Token::Bool(_)
+            | Token::Times
+            | Token::Str(_)
+            | Token::UnterminatedStr
     )
 }
 
 fn word_text(src: &str, t: &Token<'_>, range: &Range<usize>) -> String {
     match t {
         Token::Str(s) => s.to_string(),
+        Token::UnterminatedStr => src[range.clone()].trim_start_matches('"').to_string(),
         _ => src[range.clone()].to_string(),
     }
 }
@@ -252,7 +260,7 @@ fn word_text(src: &str, t: &Token<'_>, range: &Range<usize>) -> String {
 /// Classifies byte `offset` of `src`.
 pub fn at(src: &str, offset: usize) -> Context {
     let tokens: Vec<(Token<'_>, Range<usize>)> =
-        lex(src).into_iter().filter(|(t, _)| !matches!(t, Token::Error | Token::UnterminatedStr)).collect();
+        lex(src).into_iter().filter(|(t, _)| !matches!(t, Token::Error)).collect();
     // The word: one containing the cursor, else one ending at it (a prefix being typed).
     let containing = tokens.iter().position(|(t, r)| is_word(t) && r.start <= offset && offset < r.end);
     let ending = || tokens.iter().position(|(t, r)| is_word(t) && r.end == offset);
@@ -442,6 +450,9 @@ mod tests {
         assert!(matches!(ctx("train a extends |").role, Role::Extends(Kind::Train)));
         assert!(matches!(ctx("import \"hw/a|.imc\";").role, Role::ImportPath));
         assert_eq!(ctx("import \"hw/a|.imc\";").word.unwrap().text, "hw/a.imc");
+        let typing = ctx("import \"hw/|\nnetwork n {}");
+        assert!(matches!(typing.role, Role::ImportPath));
+        assert_eq!(typing.word.unwrap().range, 7..11, "an unterminated string is the word being typed");
     }
 
     #[test]
