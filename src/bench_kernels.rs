@@ -139,6 +139,7 @@ pub fn command(path: &std::path::Path, train: Option<&str>, reps: usize) -> Exit
         path,
         crate::load::Lowering::Skip,
         crate::use_color(crate::ColorChoice::Auto),
+        train,
     ) {
         Ok(x) => x,
         Err(code) => return code,

@@ -329,6 +329,7 @@ pub fn command(path: &std::path::Path, only: Option<&str>, json: bool) -> ExitCo
         path,
         crate::load::Lowering::Through(None),
         crate::use_color(crate::ColorChoice::Auto),
+        only,
     ) {
         Ok(x) => x,
         Err(code) => return code,

@@ -23,17 +23,19 @@ pub fn compile_and_lower(
     text: &str,
     lowering: Lowering,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
-    compile_and_lower_with(&FsLoader, path, shown, text, lowering)
+    compile_and_lower_with(&FsLoader, path, shown, text, lowering, None)
 }
 
 /// [`compile_and_lower`] with imports read through `loader` (the language server's open
-/// documents over the file system).
+/// documents over the file system), and advice on the mapping (W0006) only for train block
+/// `advise_only` when it is given (the one a command was asked to run).
 pub fn compile_and_lower_with(
     loader: &dyn imcc_compiler::loader::FileLoader,
     path: &std::path::Path,
     shown: &str,
     text: &str,
     lowering: Lowering,
+    advise_only: Option<&str>,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), String> {
     let mut comp = imcc_compiler::compile(path, shown, text, loader);
     let mut steps = Vec::new();
@@ -45,6 +47,7 @@ pub fn compile_and_lower_with(
                     // Advice on the mapping, for train blocks (a sweep's points share their
                     // train block's mapping and would repeat it).
                     if after.is_none()
+                        && advise_only.is_none_or(|only| only == run.name)
                         && program.point_note(&run.name).is_none()
                         && let Some(net) = program.networks.iter().find(|n| n.name == run.network)
                     {
@@ -72,20 +75,21 @@ pub fn compile_and_lower_with(
     Ok((comp, steps))
 }
 
-/// Reads, checks and lowers `path` ([`compile_and_lower`]), printing its diagnostics. `Err`
-/// carries the exit status when it cannot go on: 2 for I/O, 1 for errors in the program, 101
-/// for a compiler bug.
+/// Reads, checks and lowers `path` ([`compile_and_lower`]), printing its diagnostics (advice
+/// only on train block `only` when the command was asked for one). `Err` carries the exit
+/// status when it cannot go on: 2 for I/O, 1 for errors in the program, 101 for a compiler bug.
 pub fn load_checked(
     path: &std::path::Path,
     lowering: Lowering,
     color: bool,
+    only: Option<&str>,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>), ExitCode> {
     let shown = path.display().to_string();
     let text = read_source(path).map_err(|e| {
         errln!("error: cannot read `{shown}`: {}", e.0);
         ExitCode::from(2)
     })?;
-    let (comp, steps) = compile_and_lower(path, &shown, &text, lowering).map_err(|e| {
+    let (comp, steps) = compile_and_lower_with(&FsLoader, path, &shown, &text, lowering, only).map_err(|e| {
         errln!("error: {e}");
         ExitCode::from(101)
     })?;
@@ -126,7 +130,7 @@ pub fn checked_runs(
     only: Option<&str>,
     lowering: Lowering,
 ) -> Result<(Compilation, Vec<imcc_runtime::ir::Step>, Vec<String>), ExitCode> {
-    let (comp, steps) = load_checked(path, lowering, crate::use_color(crate::ColorChoice::Auto))?;
+    let (comp, steps) = load_checked(path, lowering, crate::use_color(crate::ColorChoice::Auto), only)?;
     let trains = comp.program.as_ref().map_or(&[][..], |p| &p.trains[..]);
     let names = select(trains, |r| r.name.as_str(), only, &path.display().to_string())?
         .into_iter()

@@ -25,7 +25,7 @@ pub fn command(
             }
         };
     }
-    let (comp, steps) = match load_checked(path, Lowering::Through(after), color) {
+    let (comp, steps) = match load_checked(path, Lowering::Through(after), color, train) {
         Ok(x) => x,
         Err(code) => return code,
     };

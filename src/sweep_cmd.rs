@@ -48,7 +48,7 @@ pub fn command(a: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (comp, _) = match load_checked(file, Lowering::Skip, crate::use_color(crate::ColorChoice::Auto)) {
+    let (comp, _) = match load_checked(file, Lowering::Skip, crate::use_color(crate::ColorChoice::Auto), None) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -138,7 +138,7 @@ pub fn command(
 /// `imcc bench`: trains every run of `path` on `samples` samples without evaluation and prints
 /// samples/s with the ratio to the file's f32 reference run.
 pub fn bench(path: &std::path::Path, samples: usize, no_jit: bool) -> ExitCode {
-    let (comp, _) = match load_checked(path, Lowering::Skip, crate::use_color(crate::ColorChoice::Auto)) {
+    let (comp, _) = match load_checked(path, Lowering::Skip, crate::use_color(crate::ColorChoice::Auto), None) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -289,3 +289,14 @@ fn fmt_formats_standard_input_for_editors() {
     assert!(broken.stdout.is_empty(), "nothing to replace the buffer with");
     assert!(String::from_utf8_lossy(&broken.stderr).contains("E0003"));
 }
+
+#[test]
+fn advice_is_about_the_train_block_asked_for() {
+    let all = stderr(&imcc(&["cost", "examples/digits_mlp.imc"]));
+    assert!(all.contains("train `full`") && all.contains("train `two_level`"), "{all}");
+    let one = stderr(&imcc(&["cost", "examples/digits_mlp.imc", "--train", "full"]));
+    assert!(one.contains("[W0006]") && one.contains("train `full`"), "{one}");
+    assert!(!one.contains("train `two_level`"), "advice on a block not asked for: {one}");
+    let digital = imcc(&["lower", "examples/digits_mlp.imc", "--train", "all_digital", "--emit", "mapping"]);
+    assert!(!stderr(&digital).contains("W0006"), "{}", stderr(&digital));
+}

@@ -215,7 +215,7 @@ impl Workspace {
 fn analyze(key: &Path, shown: &str, text: &str, docs: &BTreeMap<PathBuf, Document>) -> (Analysis, Option<String>) {
     let loader = Overlay { docs };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        compile_and_lower_with(&loader, key, shown, text, Lowering::Through(None))
+        compile_and_lower_with(&loader, key, shown, text, Lowering::Through(None), None)
     }));
     let failure = match run {
         Ok(Ok((comp, _steps))) => return (Analysis::new(comp), None),
