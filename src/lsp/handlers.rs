@@ -39,6 +39,7 @@ fn locate<'w>(
     Some((a, file, offset))
 }
 
+/// Markdown about the name at the position.
 pub fn hover(ws: &Workspace, p: lsp::HoverParams) -> Result<Option<lsp::Hover>, Failure> {
     let Some((a, file, offset)) = locate(ws, &p.text_document_position_params) else {
         return Ok(None);
@@ -49,6 +50,7 @@ pub fn hover(ws: &Workspace, p: lsp::HoverParams) -> Result<Option<lsp::Hover>, 
     }))
 }
 
+/// What may be written at the position, each with the edit that writes it.
 pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp::CompletionResponse>, Failure> {
     let Some((a, file, offset)) = locate(ws, &p.text_document_position) else {
         return Ok(None);
@@ -138,6 +140,7 @@ fn completion_kind(k: CompletionKind) -> lsp::CompletionItemKind {
     }
 }
 
+/// Where the name at the position is defined (the imported file, on an import's path).
 pub fn definition(
     ws: &Workspace,
     p: lsp::GotoDefinitionParams,
@@ -177,6 +180,7 @@ pub fn references(ws: &Workspace, p: lsp::ReferenceParams) -> Result<Option<Vec<
     Ok(Some(out))
 }
 
+/// The document's outline: blocks, their sections, layers and parameters.
 pub fn symbols(ws: &Workspace, p: lsp::DocumentSymbolParams) -> Result<Option<lsp::DocumentSymbolResponse>, Failure> {
     let Some((a, file)) = ws.analysis_of(&p.text_document.uri) else {
         return Ok(None);
