@@ -65,7 +65,8 @@ pub fn hover(a: &Analysis, file: FileId, offset: usize) -> Option<Hover> {
 /// A diagnostic code (`E0500`) written anywhere, comments included.
 fn code_word(text: &str, offset: usize, file: FileId) -> Option<Hover> {
     let is_alnum = |c: char| c.is_ascii_alphanumeric();
-    let start = text.get(..offset)?.rfind(|c: char| !is_alnum(c)).map_or(0, |i| i + 1);
+    let start =
+        text.get(..offset)?.char_indices().rev().find(|&(_, c)| !is_alnum(c)).map_or(0, |(i, c)| i + c.len_utf8());
     let end = text[offset..].find(|c: char| !is_alnum(c)).map_or(text.len(), |i| offset + i);
     let code = Code::parse(&text[start..end])?;
     Some(Hover { span: Span::new(file, start..end), markdown: explain(code) })
