@@ -2,9 +2,12 @@
 //! on random mutations of them formatting is idempotent and never changes meaning: the same
 //! tokens in the same order, the same diagnostics, the same lowered IR.
 
+#[path = "common/examples.rs"]
+mod examples;
 #[path = "common/mutate.rs"]
 mod mutate;
 
+use examples::{CHIP, EXAMPLES};
 use imcc_compiler::fmt::format;
 use imcc_compiler::loader::MemLoader;
 use imcc_compiler::span::FileId;
@@ -13,17 +16,6 @@ use imcc_compiler::{compile, lower};
 use mutate::Edit;
 use proptest::prelude::*;
 use std::path::Path;
-
-const CHIP: &str = include_str!("../../examples/hw/cimu16.imc");
-const EXAMPLES: [&str; 7] = [
-    include_str!("../../examples/digits_mlp.imc"),
-    include_str!("../../examples/mnist_mlp.imc"),
-    include_str!("../../examples/mnist_cnn.imc"),
-    include_str!("../../examples/noise_sweep.imc"),
-    include_str!("../../examples/hw/cimu16.imc"),
-    include_str!("../../examples/paper/cifar_cnn.imc"),
-    include_str!("../../examples/paper/resnet50.imc"),
-];
 
 /// Whitespace, comments and tokens that move the layout around.
 const FRAGMENTS: &[&str] = &[

@@ -2,9 +2,12 @@
 //! completion, definition, references and the outline answer without panicking, and what they
 //! point at lies inside the files.
 
+#[path = "common/examples.rs"]
+mod examples;
 #[path = "common/mutate.rs"]
 mod mutate;
 
+use examples::{CHIP, EXAMPLES};
 use imcc_compiler::ide::Analysis;
 use imcc_compiler::loader::MemLoader;
 use imcc_compiler::span::{FileId, Span};
@@ -12,25 +15,11 @@ use mutate::Edit;
 use proptest::prelude::*;
 use std::path::Path;
 
-const CHIP: &str = include_str!("../../examples/hw/cimu16.imc");
-const EXAMPLES: [&str; 7] = [
-    include_str!("../../examples/digits_mlp.imc"),
-    include_str!("../../examples/mnist_mlp.imc"),
-    include_str!("../../examples/mnist_cnn.imc"),
-    include_str!("../../examples/noise_sweep.imc"),
-    include_str!("../../examples/hw/cimu16.imc"),
-    include_str!("../../examples/paper/cifar_cnn.imc"),
-    include_str!("../../examples/paper/resnet50.imc"),
-];
-
 const FRAGMENTS: &[&str] =
     &["{", "}", ";", "=", "(", ")", "[", "]", ",", "\"", "·", "x", "E0500", " ", "\n", "layer ", "from "];
 
 fn analysis(src: &str) -> Analysis {
-    let loader = MemLoader::default()
-        .with("/p/hw/cimu16.imc", CHIP)
-        .with("/p/paper/../hw/cimu16.imc", CHIP)
-        .with("/p/digits_mlp.imc", EXAMPLES[0]);
+    let loader = MemLoader::default().with("/p/hw/cimu16.imc", CHIP).with("/p/digits_mlp.imc", EXAMPLES[0]);
     Analysis::new(imcc_compiler::compile(Path::new("/p/main.imc"), "main.imc", src, &loader))
 }
 
