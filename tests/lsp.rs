@@ -191,6 +191,45 @@ fn import_paths_complete_from_the_files_beside() {
 }
 
 #[test]
+fn rename_reaches_through_imports_and_hints_show_shapes() {
+    let dir = scratch("rename");
+    let main = dir.join("main.imc");
+    let text = std::fs::read_to_string(repo("examples/digits_mlp.imc")).expect("example");
+    std::fs::write(&main, &text).expect("write");
+    let (uri, chip_uri) = (uri_of(&main), uri_of(&dir.join("hw/cimu16.imc")));
+    let (mut c, _) = Client::start(false);
+    c.open(&uri, &text);
+    let here = pos(&text, "hardware = cimu16;", 0, 12);
+    let range = c.call("textDocument/prepareRename", at(&uri, here.clone()));
+    assert_eq!(range["start"], pos(&text, "hardware = cimu16;", 0, 11));
+    let edit =
+        c.call("textDocument/rename", json!({ "textDocument": { "uri": uri }, "position": here, "newName": "chip" }));
+    let files = edit["documentChanges"].as_array().expect("edits per file");
+    let count = |u: &str| {
+        files
+            .iter()
+            .filter(|f| f["textDocument"]["uri"] == u)
+            .map(|f| f["edits"].as_array().unwrap().len())
+            .sum::<usize>()
+    };
+    assert_eq!(count(&uri), text.matches("= cimu16;").count(), "every `hardware = cimu16;` here");
+    assert_eq!(count(&chip_uri), 2, "the definition and the `extends` in the imported chip file");
+    assert!(files.iter().all(|f| f["edits"].as_array().unwrap().iter().all(|e| e["newText"] == "chip")));
+    let bad = c.request("textDocument/rename", json!({ "textDocument": { "uri": uri }, "position": pos(&text, "hardware = cimu16;", 0, 12), "newName": "two words" }));
+    assert!(bad["error"]["message"].as_str().unwrap().contains("not a name"), "{bad}");
+
+    let hints = c.call(
+        "textDocument/inlayHint",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 999, "character": 0 } } }),
+    );
+    let labels: Vec<&str> = hints.as_array().unwrap().iter().map(|h| h["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["→ [128]", "→ [128]", "→ [10]", "→ [10]"], "fc1, act1, fc2, loss");
+    assert_eq!(hints[0]["position"], pos(&text, "fc1: dense(128);", 0, 16));
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn diagnostics_follow_imports_and_clear_when_fixed() {
     let dir = scratch("imports");
     let chip = dir.join("hw/cimu16.imc");

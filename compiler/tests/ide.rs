@@ -1,6 +1,6 @@
 //! Editor features at every position of every example (and of mutated examples): hover,
-//! completion, definition, references and the outline answer without panicking, and what they
-//! point at lies inside the files.
+//! completion, definition, references, renaming, inlay hints and the outline answer without
+//! panicking, and what they point at lies inside the files.
 
 #[path = "common/examples.rs"]
 mod examples;
@@ -8,7 +8,7 @@ mod examples;
 mod mutate;
 
 use examples::{CHIP, EXAMPLES};
-use imcc_compiler::ide::Analysis;
+use imcc_compiler::ide::{Analysis, hints, rename};
 use imcc_compiler::loader::MemLoader;
 use imcc_compiler::span::{FileId, Span};
 use mutate::Edit;
@@ -43,6 +43,15 @@ fn everywhere(src: &str, step: usize) {
         for s in a.definitions(root, at).into_iter().chain(a.references(root, at, true)) {
             inside(&a, s);
         }
+        if let Ok(s) = rename::prepare(&a, root, at) {
+            inside(&a, s);
+            for s in rename::rename(&a, root, at, "renamed").unwrap_or_default() {
+                inside(&a, s);
+            }
+        }
+    }
+    for h in hints::shapes(&a, root, 0..src.len()) {
+        assert!(h.offset <= src.len());
     }
     for item in a.outline(root) {
         inside(&a, item.span);

@@ -254,6 +254,79 @@ pub fn code_actions(ws: &Workspace, p: lsp::CodeActionParams) -> Result<Option<l
     Ok(Some(out))
 }
 
+/// The range of the name at the position, if it can be renamed.
+pub fn prepare_rename(
+    ws: &Workspace,
+    p: lsp::TextDocumentPositionParams,
+) -> Result<Option<lsp::PrepareRenameResponse>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p) else {
+        return Ok(None);
+    };
+    match imcc_compiler::ide::rename::prepare(a, file, offset) {
+        Ok(span) => Ok(Some(lsp::PrepareRenameResponse::Range(ws.range(a, span)))),
+        Err(why) => Err((ErrorCode::RequestFailed, why)),
+    }
+}
+
+/// Every occurrence of the name, in every open file's analysis that includes this file, as
+/// one edit per file.
+pub fn rename(ws: &Workspace, p: lsp::RenameParams) -> Result<Option<lsp::WorkspaceEdit>, Failure> {
+    let pos = &p.text_document_position;
+    let Some((a, file, offset)) = locate(ws, pos) else {
+        return Ok(None);
+    };
+    // The document's own analysis decides; the others add their files' uses.
+    imcc_compiler::ide::rename::rename(a, file, offset, &p.new_name).map_err(|why| (ErrorCode::RequestFailed, why))?;
+    let mut per_file: Vec<(String, lsp::Uri, Vec<lsp::TextEdit>)> = Vec::new();
+    for (other, f) in ws.analyses_with(&pos.text_document.uri) {
+        let at = Lines::new(other.text(f), ws.encoding).offset(pos.position);
+        let Ok(spans) = imcc_compiler::ide::rename::rename(other, f, at, &p.new_name) else { continue };
+        for span in spans {
+            let uri = ws.uri_of(other, span.file);
+            let edit = lsp::TextEdit { range: ws.range(other, span), new_text: p.new_name.clone() };
+            match per_file.iter_mut().find(|(k, _, _)| k == uri.as_str()) {
+                Some((_, _, edits)) if !edits.contains(&edit) => edits.push(edit),
+                Some(_) => {}
+                None => per_file.push((uri.as_str().to_string(), uri, vec![edit])),
+            }
+        }
+    }
+    let changes = per_file
+        .into_iter()
+        .map(|(_, uri, edits)| lsp::TextDocumentEdit {
+            text_document: lsp::OptionalVersionedTextDocumentIdentifier {
+                version: ws.document(&uri).map(|d| d.version),
+                uri,
+            },
+            edits: edits.into_iter().map(lsp::OneOf::Left).collect(),
+        })
+        .collect();
+    Ok(Some(lsp::WorkspaceEdit { document_changes: Some(lsp::DocumentChanges::Edits(changes)), ..Default::default() }))
+}
+
+/// Each layer's inferred output shape after its declaration.
+pub fn inlay_hints(ws: &Workspace, p: lsp::InlayHintParams) -> Result<Option<Vec<lsp::InlayHint>>, Failure> {
+    let Some((a, file)) = ws.analysis_of(&p.text_document.uri) else {
+        return Ok(None);
+    };
+    let lines = Lines::new(a.text(file), ws.encoding);
+    let range = lines.offset(p.range.start)..lines.offset(p.range.end);
+    let hints = imcc_compiler::ide::hints::shapes(a, file, range)
+        .into_iter()
+        .map(|h| lsp::InlayHint {
+            position: lines.position(h.offset),
+            label: lsp::InlayHintLabel::String(h.label),
+            kind: Some(lsp::InlayHintKind::TYPE),
+            text_edits: None,
+            tooltip: Some(lsp::InlayHintTooltip::String(h.tooltip)),
+            padding_left: Some(true),
+            padding_right: None,
+            data: None,
+        })
+        .collect();
+    Ok(Some(hints))
+}
+
 /// The whole document in the canonical layout (`imcc fmt`), or an error when it does not parse.
 pub fn formatting(ws: &Workspace, p: lsp::DocumentFormattingParams) -> Result<Option<Vec<lsp::TextEdit>>, Failure> {
     let Some(doc) = ws.document(&p.text_document.uri) else {

@@ -1,7 +1,7 @@
 //! `imcc lsp`: a Language Server over stdin/stdout (`lsp-server`, the transport rust-analyzer
 //! uses). Diagnostics on open and change (the same as `imcc check`, lowering included, across
-//! imports), hover, completion, go to definition, references, the outline, formatting, and
-//! quick fixes for misspelt names.
+//! imports), hover, completion, go to definition, references, renaming, layer shapes as inlay
+//! hints, the outline, formatting, and quick fixes for misspelt names.
 //!
 //! Messages are handled in order. Edits only mark documents stale; the analysis runs once the
 //! queue is empty or a request needs it, so a burst of keystrokes is checked once.
@@ -54,6 +54,11 @@ fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
         document_symbol_provider: Some(lsp::OneOf::Left(true)),
         document_formatting_provider: Some(lsp::OneOf::Left(true)),
         code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),
+        rename_provider: Some(lsp::OneOf::Right(lsp::RenameOptions {
+            prepare_provider: Some(true),
+            work_done_progress_options: Default::default(),
+        })),
+        inlay_hint_provider: Some(lsp::OneOf::Left(true)),
         ..Default::default()
     }
 }
@@ -192,6 +197,9 @@ impl Server<'_> {
             R::DocumentSymbolRequest::METHOD => handlers::run(req, |p| handlers::symbols(&self.ws, p)),
             R::Formatting::METHOD => handlers::run(req, |p| handlers::formatting(&self.ws, p)),
             R::CodeActionRequest::METHOD => handlers::run(req, |p| handlers::code_actions(&self.ws, p)),
+            R::PrepareRenameRequest::METHOD => handlers::run(req, |p| handlers::prepare_rename(&self.ws, p)),
+            R::Rename::METHOD => handlers::run(req, |p| handlers::rename(&self.ws, p)),
+            R::InlayHintRequest::METHOD => handlers::run(req, |p| handlers::inlay_hints(&self.ws, p)),
             other => Err((ErrorCode::MethodNotFound, format!("imcc lsp does not handle `{other}`"))),
         };
         match result {

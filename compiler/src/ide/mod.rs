@@ -1,12 +1,14 @@
-//! Editor features over one compilation: hover, completion, go to definition, references and
-//! the outline. Positions are byte offsets into a file of the compilation and results are
+//! Editor features over one compilation: hover, completion, go to definition, references,
+//! renaming, inlay hints (layer shapes) and the outline. Positions are byte offsets into a file of the compilation and results are
 //! [`Span`]s; the language server (`imcc lsp`) converts them to the protocol's lines and
 //! columns. Everything here works on a file with errors, from what parsed and the schema.
 
 pub mod complete;
 pub mod context;
+pub mod hints;
 pub mod hover;
 pub mod navigate;
+pub mod rename;
 
 use crate::Compilation;
 use crate::span::{FileId, Span};
