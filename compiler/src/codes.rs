@@ -1,7 +1,16 @@
 //! Diagnostic codes and their long explanations (`imcc explain CODE`).
 
-use crate::diagnostic::Severity;
 use serde::{Serialize, Serializer};
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Compilation cannot continue: the program is not checked.
+    Error,
+    /// Legal but almost certainly not what was meant (no effect, silently overridden, unused).
+    Warning,
+}
 
 macro_rules! codes {
     ($($variant:ident = $code:literal, $sev:ident, $title:literal, $explain:literal;)*) => {

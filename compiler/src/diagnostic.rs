@@ -2,18 +2,9 @@
 //! people, JSON for tools).
 
 use crate::codes::Code;
+pub use crate::codes::Severity;
 use crate::span::Span;
 use serde::Serialize;
-
-/// How bad a diagnostic is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Compilation cannot continue: the program is not checked.
-    Error,
-    /// Legal but almost certainly not what was meant (no effect, silently overridden, unused).
-    Warning,
-}
 
 /// A labelled span.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,7 +89,7 @@ impl Diagnostic {
     /// `CANDIDATE`?" and the fix that replaces the diagnostic's location (which must be the
     /// misspelt word) with it.
     pub fn did_you_mean<'a>(mut self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Diagnostic {
-        let Some(c) = crate::check::suggest::closest(word, candidates) else {
+        let Some(c) = crate::suggest::closest(word, candidates) else {
             return self;
         };
         if let Some(span) = self.span() {

@@ -16,6 +16,7 @@ pub mod program;
 pub mod reference;
 pub mod schema;
 pub mod span;
+pub mod suggest;
 pub mod syntax;
 
 pub use check::{Compilation, compile};

@@ -7,7 +7,6 @@
 mod build;
 mod network;
 mod params;
-pub mod suggest;
 mod sweep;
 mod train;
 pub mod values;

@@ -1,4 +1,4 @@
-//! "Did you mean" suggestions.
+//! "Did you mean" suggestions: the closest plausible candidate to a misspelt word.
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
