@@ -369,13 +369,24 @@ fn fmt_num(v: f64) -> String {
 
 /// The default of a parameter with one, parsed and typed from its source text. Schema defaults
 /// are checked by a test, so this only fails on a schema bug.
-pub fn default_value(spec: &ParamSpec) -> Option<Value> {
+pub fn default_value(spec: &'static ParamSpec) -> Option<Value> {
     let Presence::Default(text) = spec.presence else {
         return None;
     };
+    // Every block and sweep point fills its defaults: parse each one once per thread. Keyed by
+    // the spec's address: specs are statics, and two at one address have the same content.
+    thread_local! {
+        static PARSED: std::cell::RefCell<std::collections::HashMap<usize, Option<Value>>> = Default::default();
+    }
+    let key = spec as *const ParamSpec as usize;
+    if let Some(v) = PARSED.with(|p| p.borrow().get(&key).cloned()) {
+        return v;
+    }
     let mut diags = Diagnostics::default();
-    let expr = crate::syntax::parse_value(text)?;
-    Typer { diags: &mut diags }.eval(&expr, &spec.ty, spec.name)
+    let value =
+        crate::syntax::parse_value(text).and_then(|e| Typer { diags: &mut diags }.eval(&e, &spec.ty, spec.name));
+    PARSED.with(|p| p.borrow_mut().insert(key, value.clone()));
+    value
 }
 
 /// A constructor's spec by name, for callers that interpret [`Ctor`] values.
