@@ -226,6 +226,29 @@ fn rename_reaches_through_imports_and_hints_show_shapes() {
     assert_eq!(labels, ["→ [128]", "→ [128]", "→ [10]", "→ [10]"], "fc1, act1, fc2, loss");
     assert_eq!(hints[0]["position"], pos(&text, "fc1: dense(128);", 0, 16));
     c.stop();
+
+    // From the chip's own file, with the file that imports it closed: the workspace's files
+    // are searched for importers, so the rename does not break them.
+    let chip_text = std::fs::read_to_string(dir.join("hw/cimu16.imc")).expect("chip");
+    let (mut c, _) = Client::start_in(false, Some(&dir));
+    c.open(&chip_uri, &chip_text);
+    let decl = pos(&chip_text, "hardware cimu16 {", 0, 10);
+    let refs = c.call(
+        "textDocument/references",
+        json!({ "textDocument": { "uri": chip_uri }, "position": decl, "context": { "includeDeclaration": true } }),
+    );
+    let in_main = refs.as_array().unwrap().iter().filter(|r| r["uri"] == uri.as_str()).count();
+    assert_eq!(in_main, 1, "the closed importer's use: {refs}");
+    let edit = c.call(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": chip_uri }, "position": decl, "newName": "chip" }),
+    );
+    let files = edit["documentChanges"].as_array().expect("edits per file");
+    let main_edits =
+        files.iter().find(|f| f["textDocument"]["uri"] == uri.as_str()).expect("the closed importer is edited");
+    assert_eq!(main_edits["textDocument"]["version"], Value::Null, "a file on disk has no version");
+    assert_eq!(main_edits["edits"].as_array().unwrap().len(), 1);
+    c.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,7 +2,7 @@
 //! ([`imcc_compiler::ide`]) in the protocol's types.
 
 use super::convert::{self, Lines};
-use super::workspace::Workspace;
+use super::workspace::{Workspace, imc_files};
 use imcc_compiler::ide::complete::CompletionKind;
 use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind};
 use imcc_compiler::schema::Kind;
@@ -60,7 +60,11 @@ pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp
         && let Some(dir) = a.comp.paths.get(file.0 as usize).and_then(|p| p.parent())
     {
         let me = &a.comp.paths[file.0 as usize];
-        c.items = importable(dir).into_iter().filter(|p| dir.join(p) != *me).map(|p| import_item(&p)).collect();
+        c.items = imc_files(dir, IMPORTABLE_DEPTH)
+            .into_iter()
+            .filter(|p| dir.join(p) != *me)
+            .map(|p| import_item(&p))
+            .collect();
     }
     let range = Lines::new(a.text(file), ws.encoding).range(c.range.clone());
     let items = c
@@ -85,35 +89,8 @@ pub fn completion(ws: &Workspace, p: lsp::CompletionParams) -> Result<Option<lsp
     Ok(Some(lsp::CompletionResponse::List(lsp::CompletionList { is_incomplete: false, items })))
 }
 
-/// The most files offered for an import path, and how deep below the file's directory they are
-/// looked for (a repository's `target/` or data need not be walked).
-const IMPORTABLE_FILES: usize = 200;
+/// How deep below the document's directory import paths are looked for.
 const IMPORTABLE_DEPTH: usize = 3;
-
-/// `.imc` files under `dir` (relative, `/`-separated, sorted), skipping hidden directories and
-/// `target`.
-fn importable(dir: &std::path::Path) -> Vec<String> {
-    fn walk(dir: &std::path::Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let path = e.path();
-            if out.len() >= IMPORTABLE_FILES || name.starts_with('.') {
-                continue;
-            }
-            if path.is_dir() && depth > 0 && name != "target" && name != "node_modules" {
-                walk(&path, &format!("{prefix}{name}/"), depth - 1, out);
-            } else if path.extension().is_some_and(|x| x == "imc") {
-                out.push(format!("{prefix}{name}"));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, "", IMPORTABLE_DEPTH, &mut out);
-    out
-}
 
 fn import_item(path: &str) -> imcc_compiler::ide::complete::Completion {
     imcc_compiler::ide::complete::Completion {
@@ -156,8 +133,9 @@ pub fn definition(
     Ok((!locations.is_empty()).then_some(lsp::GotoDefinitionResponse::Array(locations)))
 }
 
-/// References from every open file's analysis that includes the file, so that the uses of a
-/// chip in the files importing it are found from the chip's own file.
+/// References from every analysis that includes the file: the open files' and those of the
+/// workspace's closed files that import it, so that the uses of a chip in the files importing
+/// it are found from the chip's own file.
 pub fn references(ws: &Workspace, p: lsp::ReferenceParams) -> Result<Option<Vec<lsp::Location>>, Failure> {
     let Some((a, file, offset)) = locate(ws, &p.text_document_position) else {
         return Ok(None);
@@ -166,7 +144,9 @@ pub fn references(ws: &Workspace, p: lsp::ReferenceParams) -> Result<Option<Vec<
         return Ok(None);
     };
     let mut out: Vec<lsp::Location> = Vec::new();
-    for (other, _) in ws.analyses_with(&p.text_document_position.text_document.uri) {
+    let closed = ws.closed_importers(&p.text_document_position.text_document.uri);
+    let open = ws.analyses_with(&p.text_document_position.text_document.uri).into_iter().map(|(a, _)| a);
+    for other in open.chain(closed.iter()) {
         for o in other.occurrences_of(&symbol) {
             if o.decl && !p.context.include_declaration {
                 continue;
@@ -268,8 +248,8 @@ pub fn prepare_rename(
     }
 }
 
-/// Every occurrence of the name, in every open file's analysis that includes this file, as
-/// one edit per file.
+/// Every occurrence of the name, in every analysis that includes this file (open files and the
+/// workspace's closed files that import it), as one edit per file.
 pub fn rename(ws: &Workspace, p: lsp::RenameParams) -> Result<Option<lsp::WorkspaceEdit>, Failure> {
     let pos = &p.text_document_position;
     let Some((a, file, offset)) = locate(ws, pos) else {
@@ -278,7 +258,10 @@ pub fn rename(ws: &Workspace, p: lsp::RenameParams) -> Result<Option<lsp::Worksp
     // The document's own analysis decides; the others add their files' uses.
     imcc_compiler::ide::rename::rename(a, file, offset, &p.new_name).map_err(|why| (ErrorCode::RequestFailed, why))?;
     let mut per_file: Vec<(String, lsp::Uri, Vec<lsp::TextEdit>)> = Vec::new();
-    for (other, f) in ws.analyses_with(&pos.text_document.uri) {
+    let closed = ws.closed_importers(&pos.text_document.uri);
+    let closed =
+        closed.iter().filter_map(|a| a.file_of(&super::workspace::key_of(&pos.text_document.uri)).map(|f| (a, f)));
+    for (other, f) in ws.analyses_with(&pos.text_document.uri).into_iter().chain(closed) {
         let at = Lines::new(other.text(f), ws.encoding).offset(pos.position);
         let Ok(spans) = imcc_compiler::ide::rename::rename(other, f, at, &p.new_name) else { continue };
         for span in spans {

@@ -150,6 +150,37 @@ impl Workspace {
         self.analyses.values().filter_map(|a| a.file_of(&key).map(|f| (a, f))).collect()
     }
 
+    /// Analyses of the `.imc` files of the workspace that are not open but import `uri`
+    /// (directly or not), so that references and renaming reach them. Only syntax is needed:
+    /// each is compiled without lowering. The workspace is the client's folder, else the
+    /// document's directory.
+    pub fn closed_importers(&self, uri: &lsp::Uri) -> Vec<Analysis> {
+        let key = key_of(uri);
+        let Some(dir) = self.root.as_deref().or(key.parent()) else {
+            return Vec::new();
+        };
+        let loader = Overlay { docs: &self.docs };
+        imc_files(dir, WORKSPACE_DEPTH)
+            .into_iter()
+            .map(|rel| dir.join(rel))
+            .filter(|p| *p != key && !self.docs.contains_key(p))
+            .filter_map(|p| {
+                let text = FsLoader.read(&p).ok()?;
+                // Cheap test first: a file without an import cannot reach this one.
+                if !text.contains("import") {
+                    return None;
+                }
+                let shown =
+                    self.root.as_deref().and_then(|r| p.strip_prefix(r).ok()).unwrap_or(&p).display().to_string();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compile_and_lower_with(&loader, &p, &shown, &text, Lowering::Skip, None)
+                }));
+                let (comp, _) = run.ok()?.ok()?;
+                comp.paths.iter().skip(1).any(|q| *q == key).then(|| Analysis::new(comp))
+            })
+            .collect()
+    }
+
     /// The URI of `file` of analysis `a`: the client's own URI for an open document.
     pub fn uri_of(&self, a: &Analysis, file: FileId) -> lsp::Uri {
         let path = &a.comp.paths[file.0 as usize];
@@ -208,6 +239,36 @@ impl Workspace {
         }
         out
     }
+}
+
+/// How deep below the workspace folder files are looked for when searching for importers.
+const WORKSPACE_DEPTH: usize = 6;
+/// The most files looked at for importers or offered as import paths.
+const MAX_FILES: usize = 500;
+
+/// `.imc` files under `dir` (relative, `/`-separated, sorted), at most `depth` directories down,
+/// skipping hidden directories, `target` and `node_modules`.
+pub fn imc_files(dir: &Path, depth: usize) -> Vec<String> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if out.len() >= MAX_FILES || name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() && depth > 0 && name != "target" && name != "node_modules" {
+                walk(&path, &format!("{prefix}{name}/"), depth - 1, out);
+            } else if path.extension().is_some_and(|x| x == "imc") {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", depth, &mut out);
+    out
 }
 
 /// Checks and lowers `text` as a root file (as `imcc check` does), never panicking: on a

@@ -45,6 +45,11 @@ fn read_message(r: &mut impl BufRead) -> Option<Value> {
 impl Client {
     /// Starts `imcc lsp` and completes the handshake; `utf8` offers UTF-8 columns.
     pub fn start(utf8: bool) -> (Client, Value) {
+        Client::start_in(utf8, None)
+    }
+
+    /// [`Client::start`] with a workspace folder.
+    pub fn start_in(utf8: bool, root: Option<&Path>) -> (Client, Value) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_imcc"))
             .args(["lsp", "--stdio"])
             .stdin(Stdio::piped())
@@ -64,10 +69,12 @@ impl Client {
         });
         let mut c = Client { child, stdin, incoming, next_id: 0, notifications: Vec::new() };
         let encodings = if utf8 { json!(["utf-8", "utf-16"]) } else { json!(["utf-16"]) };
-        let init = c.request(
-            "initialize",
-            json!({ "processId": null, "capabilities": { "general": { "positionEncodings": encodings } } }),
-        );
+        let mut params =
+            json!({ "processId": null, "capabilities": { "general": { "positionEncodings": encodings } } });
+        if let Some(root) = root {
+            params["workspaceFolders"] = json!([{ "uri": uri_of(root), "name": "root" }]);
+        }
+        let init = c.request("initialize", params);
         c.notify("initialized", json!({}));
         (c, init)
     }
