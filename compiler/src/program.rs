@@ -271,22 +271,11 @@ impl DataSet {
 
     /// The files the directory must hold, each raw or with `.gz` appended.
     pub fn files(&self) -> &'static [&'static str] {
+        use imcc_ir::data_files as f;
         match self {
-            DataSet::Digits { .. } => &["digits.csv"],
-            DataSet::Mnist { .. } | DataSet::Idx { .. } => &[
-                "train-images-idx3-ubyte",
-                "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte",
-                "t10k-labels-idx1-ubyte",
-            ],
-            DataSet::Cifar10 { .. } => &[
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-                "test_batch.bin",
-            ],
+            DataSet::Digits { .. } => &[f::DIGITS],
+            DataSet::Mnist { .. } | DataSet::Idx { .. } => &f::IDX,
+            DataSet::Cifar10 { .. } => &f::CIFAR10,
         }
     }
 

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod data_files;
 mod pass;
 pub mod text;
 pub mod verify;

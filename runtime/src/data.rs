@@ -2,6 +2,7 @@
 //! CSV, normalized to [0, 1], with seeded shuffling. A missing, truncated or corrupt file is a
 //! [`DataError`] naming the file and the problem.
 
+use imcc_ir::data_files as files;
 use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -174,11 +175,13 @@ fn idx_pair(dir: &Path, images: &str, labels: &str, classes: usize) -> Result<(A
 /// MNIST-style idx data in `dir`: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
 /// `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each raw or `.gz`.
 pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
-    let (train_x, train_y) = idx_pair(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", classes)?;
-    let (test_x, test_y) = idx_pair(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", classes)?;
-    for (what, n, stem) in [("training", train_y.len(), "train"), ("test", test_y.len(), "t10k")] {
+    let (train_x, train_y) = idx_pair(dir, files::IDX_TRAIN_IMAGES, files::IDX_TRAIN_LABELS, classes)?;
+    let (test_x, test_y) = idx_pair(dir, files::IDX_TEST_IMAGES, files::IDX_TEST_LABELS, classes)?;
+    for (what, n, labels) in
+        [("training", train_y.len(), files::IDX_TRAIN_LABELS), ("test", test_y.len(), files::IDX_TEST_LABELS)]
+    {
         if n == 0 {
-            return Err(err(&dir.join(format!("{stem}-labels-idx1-ubyte")), format!("no {what} samples")));
+            return Err(err(&dir.join(labels), format!("no {what} samples")));
         }
     }
     if train_x.ncols() != test_x.ncols() {
@@ -192,10 +195,6 @@ pub fn load_idx_dir(dir: &Path, classes: usize) -> Result<Dataset, DataError> {
 
 /// Bytes of one CIFAR-10 record: a label and a 3x32x32 image (channels first, rows in order).
 const CIFAR_RECORD: usize = 1 + 3 * 32 * 32;
-
-/// The training batches of CIFAR-10's binary version, in order.
-const CIFAR_TRAIN: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 
 /// The records of one CIFAR-10 batch file (raw or gzip): pixels scaled to [0, 1] and labels.
 fn cifar_batch(dir: &Path, name: &str) -> Result<(Vec<f32>, Vec<u8>), DataError> {
@@ -227,12 +226,12 @@ fn cifar_batch(dir: &Path, name: &str) -> Result<(Vec<f32>, Vec<u8>), DataError>
 /// `test_batch.bin` for testing, each raw or `.gz`; samples are `[3, 32, 32]` (3,072 values).
 pub fn load_cifar10_dir(dir: &Path) -> Result<Dataset, DataError> {
     let (mut train_px, mut train_y) = (Vec::new(), Vec::new());
-    for name in CIFAR_TRAIN {
+    for name in files::CIFAR10_TRAIN {
         let (px, y) = cifar_batch(dir, name)?;
         train_px.extend(px);
         train_y.extend(y);
     }
-    let (test_px, test_y) = cifar_batch(dir, "test_batch.bin")?;
+    let (test_px, test_y) = cifar_batch(dir, files::CIFAR10_TEST)?;
     let features = CIFAR_RECORD - 1;
     let shape = |px: Vec<f32>, n: usize| Array2::from_shape_vec((n, features), px).map_err(|e| err(dir, e.to_string()));
     Ok(Dataset {
@@ -247,7 +246,7 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Dataset, DataError> {
 /// Training samples of a CIFAR-10 directory, from its batch files' sizes (`None` when one
 /// cannot be read; gzip files are not inflated for this).
 pub fn cifar10_train_count(dir: &Path) -> Option<usize> {
-    CIFAR_TRAIN.iter().try_fold(0, |n, name| {
+    files::CIFAR10_TRAIN.iter().try_fold(0, |n, name| {
         let meta = std::fs::metadata(dir.join(name)).ok()?;
         Some(n + meta.len() as usize / CIFAR_RECORD)
     })
@@ -256,7 +255,7 @@ pub fn cifar10_train_count(dir: &Path) -> Option<usize> {
 /// Training samples of an idx directory, from the header of its training labels (`None` when
 /// the file cannot be read).
 pub fn idx_train_count(dir: &Path) -> Option<usize> {
-    let p = find(dir, "train-labels-idx1-ubyte").ok()?;
+    let p = find(dir, files::IDX_TRAIN_LABELS).ok()?;
     read_idx(&p).ok().map(|(dims, _)| dims[0])
 }
 
@@ -270,7 +269,7 @@ pub fn digits_train_count(total: usize, test_fraction: f64) -> usize {
 /// The 8x8 digits (`digits.csv.gz` or `digits.csv` in `dir`: 64 values 0..16 and a label per
 /// line), split by a shuffle seeded with `seed`, `test_fraction` held out.
 pub fn load_digits(dir: &Path, test_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
-    let path = find(dir, "digits.csv")?;
+    let path = find(dir, files::DIGITS)?;
     let bytes = read_maybe_gz(&path)?;
     let text = String::from_utf8(bytes).map_err(|_| err(&path, "not UTF-8 text"))?;
     let mut pixels = Vec::new();
@@ -437,7 +436,7 @@ mod tests {
             r.extend((0..3072).map(|k| if k < 1024 { px } else { 0 })); // red plane only
             r
         };
-        for (k, name) in CIFAR_TRAIN.iter().enumerate() {
+        for (k, name) in files::CIFAR10_TRAIN.iter().enumerate() {
             std::fs::write(dir.join(name), [record(k as u8, 255), record(9, 0)].concat()).unwrap();
         }
         std::fs::write(dir.join("test_batch.bin"), record(3, 51)).unwrap();
