@@ -138,9 +138,8 @@ enum Command {
         /// Only this train block (default: all of them).
         #[arg(long)]
         train: Option<String>,
-        /// Override the epochs of every run.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        epochs: Option<u64>,
+        #[command(flatten)]
+        run: RunFlags,
         /// Write `{"runs": [...]}` metrics to this file.
         #[arg(long)]
         metrics_json: Option<PathBuf>,
@@ -162,16 +161,6 @@ enum Command {
         /// Override the hardware noise sigma (LSB at native range) of every run.
         #[arg(long)]
         sigma_lsb: Option<f64>,
-        /// Train on at most this many samples per epoch (quick runs).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        limit: Option<u64>,
-        /// Run the digital remainder on the reference executor instead of JIT-compiled code
-        /// (results are bit-identical; this is slower).
-        #[arg(long)]
-        no_jit: bool,
-        /// Write a self-contained HTML report (`DIR/index.html`, SVG charts) of the runs.
-        #[arg(long, value_name = "DIR")]
-        report: Option<PathBuf>,
     },
     /// Run a `sweep` block's grid on every core (or one shard of it), writing
     /// `results.csv` and `results.json` atomically after every point; `--merge` joins shards.
@@ -202,18 +191,8 @@ enum Command {
         /// Join the results of these shard directories into --out instead of training.
         #[arg(long, num_args = 1.., value_name = "DIR", conflicts_with_all = ["file", "shard", "resume", "sweep"])]
         merge: Vec<PathBuf>,
-        /// Override the epochs of every point.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        epochs: Option<u64>,
-        /// Train every point on at most this many samples per epoch.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        limit: Option<u64>,
-        /// Run the digital remainder on the reference executor instead of JIT-compiled code.
-        #[arg(long)]
-        no_jit: bool,
-        /// Write a self-contained HTML report (`DIR/index.html`, SVG charts) of the results.
-        #[arg(long, value_name = "DIR")]
-        report: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunFlags,
     },
     /// Test trained runs (from `imcc train --checkpoint DIR`) at other noise levels or on
     /// another chip than they were trained on: the weights and ADC ranges learned at one noise
@@ -282,6 +261,24 @@ enum Command {
     },
 }
 
+/// The flags `train` and `sweep` share: how each run (each sweep point) trains, and the report.
+#[derive(clap::Args)]
+struct RunFlags {
+    /// Override the epochs of every run.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: Option<u64>,
+    /// Train every run on at most this many samples per epoch (quick runs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Run the digital remainder on the reference executor instead of JIT-compiled code
+    /// (results are bit-identical; this is slower).
+    #[arg(long)]
+    no_jit: bool,
+    /// Write a self-contained HTML report (`DIR/index.html`, SVG charts) of the results.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 pub enum Emit {
     Ast,
@@ -324,56 +321,46 @@ fn run(command: Command) -> ExitCode {
         Command::Fmt { files, check, color } => fmt_cmd::command(&files, check, use_color(color)),
         Command::Lsp { stdio: _ } => lsp::command(),
         Command::Quantize { format, scale, json } => quantize::command(format, &scale, json),
-        Command::Train {
-            file,
-            train,
-            epochs,
-            metrics_json,
-            checkpoint,
-            resume,
-            accept_changes,
-            reference,
-            sigma_lsb,
-            limit,
-            no_jit,
-            report,
-        } => {
+        Command::Train { file, train, run, metrics_json, checkpoint, resume, accept_changes, reference, sigma_lsb } => {
             let opts = imcc_driver::Options {
-                overrides: imcc_driver::Overrides { epochs, reference, sigma_lsb, limit: limit.map(|l| l as usize) },
+                overrides: imcc_driver::Overrides {
+                    epochs: run.epochs,
+                    reference,
+                    sigma_lsb,
+                    limit: run.limit.map(|l| l as usize),
+                },
                 checkpoint,
                 resume,
                 accept_changes,
                 eval: true,
-                jit: !no_jit,
+                jit: !run.no_jit,
             };
-            train::command(&file, train.as_deref(), &opts, metrics_json.as_deref(), report.as_deref())
+            train::command(&file, train.as_deref(), &opts, metrics_json.as_deref(), run.report.as_deref())
         }
         Command::Bench { file, kernels: true, train, reps, .. } => {
             bench_kernels::command(&file, train.as_deref(), reps as usize)
         }
         Command::Bench { file, samples, no_jit, .. } => train::bench(&file, samples as usize, no_jit),
-        Command::Sweep { file, sweep, jobs, out, shard, resume, merge, epochs, limit, no_jit, report } => {
-            sweep_cmd::command(sweep_cmd::Args {
-                file,
-                sweep,
-                jobs: jobs.map(|j| j as usize),
-                out,
-                shard,
-                resume,
-                merge,
-                report,
-                session: imcc_driver::Options {
-                    overrides: imcc_driver::Overrides {
-                        epochs,
-                        limit: limit.map(|l| l as usize),
-                        ..Default::default()
-                    },
-                    eval: true,
-                    jit: !no_jit,
+        Command::Sweep { file, sweep, jobs, out, shard, resume, merge, run } => sweep_cmd::command(sweep_cmd::Args {
+            file,
+            sweep,
+            jobs: jobs.map(|j| j as usize),
+            out,
+            shard,
+            resume,
+            merge,
+            report: run.report,
+            session: imcc_driver::Options {
+                overrides: imcc_driver::Overrides {
+                    epochs: run.epochs,
+                    limit: run.limit.map(|l| l as usize),
                     ..Default::default()
                 },
-            })
-        }
+                eval: true,
+                jit: !run.no_jit,
+                ..Default::default()
+            },
+        }),
         Command::Eval { file, checkpoint, train, sigma_lsb, hardware, json, no_jit } => {
             if let Err(e) = eval_cmd::existing_dir(&checkpoint) {
                 errln!("error: {e}");
