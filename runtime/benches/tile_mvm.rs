@@ -9,7 +9,7 @@
 
 use imcc_runtime::config::*;
 use imcc_runtime::formats::radix4;
-use imcc_runtime::sim::{Events, Gains, InputBatch, StoredMatrix, Tile, kernel};
+use imcc_runtime::sim::{Events, GAMMA, Gains, InputBatch, MIX1, MIX2, StoredMatrix, Tile, kernel};
 use ndarray::{Array2, ArrayView2};
 use std::hint::black_box;
 use std::time::Instant;
@@ -180,7 +180,7 @@ fn main() {
 fn conversion_floor() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
-        let table: Vec<u64> = (0..4096u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).collect();
+        let table: Vec<u64> = (0..4096u64).map(|i| i.wrapping_mul(GAMMA)).collect();
         let n = 1usize << 22;
         // SAFETY: the features were detected above.
         let t = median(31, || {
@@ -195,8 +195,8 @@ fn conversion_floor() -> Option<f64> {
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn floor_loop(table: &[u64], n: usize) -> u64 {
     use std::arch::x86_64::*;
-    let (m1, m2) = (_mm512_set1_epi64(0xbf58476d1ce4e5b9u64 as i64), _mm512_set1_epi64(0x94d049bb133111ebu64 as i64));
-    let step = _mm512_set1_epi64(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(8) as i64);
+    let (m1, m2) = (_mm512_set1_epi64(MIX1 as i64), _mm512_set1_epi64(MIX2 as i64));
+    let step = _mm512_set1_epi64(GAMMA.wrapping_mul(8) as i64);
     let mask = _mm512_set1_epi32(4095);
     let mut z = _mm512_set_epi64(8, 7, 6, 5, 4, 3, 2, 1);
     let mut acc = _mm512_setzero_si512();

@@ -316,7 +316,7 @@ pub fn load_digits(dir: &Path, test_fraction: f64, seed: u64) -> Result<Dataset,
 /// A seeded permutation of `n` samples for epoch `epoch`.
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch));
+    order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed.wrapping_mul(crate::sim::GAMMA) ^ epoch));
     order
 }
 

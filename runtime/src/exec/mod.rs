@@ -163,10 +163,7 @@ pub struct Executor {
 const EVAL_NOISE_DOMAIN: u64 = 0xE7A1_5EED_0000_0000;
 
 fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::sim::finalize(a ^ b.wrapping_mul(crate::sim::GAMMA))
 }
 
 fn nonfinite(a: &ArrayD<f32>) -> bool {

@@ -21,6 +21,11 @@ mod input;
 pub mod kernel;
 mod matrix;
 mod noise;
+
+pub(crate) use noise::finalize;
+/// The SplitMix64 constants of the noise streams (the speed benchmark times the same
+/// arithmetic).
+pub use noise::{GAMMA, MIX1, MIX2};
 pub mod ops;
 mod run;
 

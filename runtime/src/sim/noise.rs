@@ -5,9 +5,10 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// The multipliers of the SplitMix64 finalizer.
-pub(crate) const MIX1: u64 = 0xBF58_476D_1CE4_E5B9;
-pub(crate) const MIX2: u64 = 0x94D0_49BB_1331_11EB;
+/// The first multiplier of the SplitMix64 finalizer.
+pub const MIX1: u64 = 0xBF58_476D_1CE4_E5B9;
+/// The second multiplier of the SplitMix64 finalizer.
+pub const MIX2: u64 = 0x94D0_49BB_1331_11EB;
 
 /// The SplitMix64 finalizer: a bijective mix of 64 bits.
 #[inline(always)]
@@ -24,7 +25,7 @@ pub(crate) fn mix(z: u64) -> u64 {
 }
 
 /// The increment of SplitMix64 (the golden ratio in 64 bits).
-pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The noise key of input vector `row` of the MVM seeded `seed`.
 pub(crate) fn row_key(seed: u64, row: u64) -> u64 {
