@@ -126,6 +126,13 @@ fn an_editor_session_on_an_example() {
     let diags = c.diagnostics(&uri);
     assert!(diags.iter().all(|d| d["severity"] == 2), "{diags:?}");
 
+    // Go to symbol in workspace: definitions of the open file and its imports.
+    let found = c.call("workspace/symbol", json!({ "query": "CIMU" }));
+    let names: Vec<&str> = found.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cimu16", "cimu16_two_level"], "{found}");
+    assert_eq!(found[0]["containerName"], "hardware");
+    assert!(found[0]["location"]["uri"].as_str().unwrap().ends_with("hw/cimu16.imc"));
+
     // An unknown request is refused, not fatal.
     let r = c.request("textDocument/codeLens", json!({ "textDocument": { "uri": uri } }));
     assert_eq!(r["error"]["code"], -32601);

@@ -4,7 +4,7 @@
 use super::convert::{self, Lines};
 use super::workspace::{Workspace, imc_files};
 use imcc_compiler::ide::complete::CompletionKind;
-use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind};
+use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind, Symbol};
 use imcc_compiler::schema::Kind;
 use imcc_compiler::span::FileId;
 use lsp_server::{ErrorCode, Request};
@@ -176,10 +176,7 @@ fn symbol(i: &OutlineItem, lines: &Lines<'_>) -> lsp::DocumentSymbol {
         name: i.name.clone(),
         detail: i.detail.clone(),
         kind: match i.kind {
-            OutlineKind::Definition(Some(Kind::Network)) => lsp::SymbolKind::CLASS,
-            OutlineKind::Definition(Some(Kind::Train)) => lsp::SymbolKind::FUNCTION,
-            OutlineKind::Definition(Some(Kind::Hardware)) => lsp::SymbolKind::STRUCT,
-            OutlineKind::Definition(_) => lsp::SymbolKind::OBJECT,
+            OutlineKind::Definition(k) => block_kind(k),
             OutlineKind::Import => lsp::SymbolKind::FILE,
             OutlineKind::Section => lsp::SymbolKind::NAMESPACE,
             OutlineKind::Layer => lsp::SymbolKind::FIELD,
@@ -308,6 +305,52 @@ pub fn inlay_hints(ws: &Workspace, p: lsp::InlayHintParams) -> Result<Option<Vec
         })
         .collect();
     Ok(Some(hints))
+}
+
+/// The definitions (blocks and layers) of every open file and its imports whose name contains
+/// the query (ignoring case), for the editor's "go to symbol in workspace".
+#[allow(deprecated)] // `deprecated` is a required field of the protocol's struct
+pub fn workspace_symbols(
+    ws: &Workspace,
+    p: lsp::WorkspaceSymbolParams,
+) -> Result<Option<lsp::WorkspaceSymbolResponse>, Failure> {
+    let query = p.query.to_lowercase();
+    let mut out: Vec<lsp::SymbolInformation> = Vec::new();
+    for a in ws.analyses() {
+        for o in a.occurrences.iter().filter(|o| o.decl) {
+            let (name, kind, container) = match &o.symbol {
+                Symbol::Block { kind, name } => {
+                    (name, block_kind(*kind), kind.map_or("sweep", Kind::keyword).to_string())
+                }
+                Symbol::Layer { network, name } => (name, lsp::SymbolKind::FIELD, network.clone().unwrap_or_default()),
+            };
+            if !name.to_lowercase().contains(&query) {
+                continue;
+            }
+            let location = lsp::Location { uri: ws.uri_of(a, o.span.file), range: ws.range(a, o.span) };
+            if out.iter().any(|s| s.location == location) {
+                continue;
+            }
+            out.push(lsp::SymbolInformation {
+                name: name.clone(),
+                kind,
+                tags: None,
+                deprecated: None,
+                location,
+                container_name: Some(container),
+            });
+        }
+    }
+    Ok(Some(lsp::WorkspaceSymbolResponse::Flat(out)))
+}
+
+fn block_kind(kind: Option<Kind>) -> lsp::SymbolKind {
+    match kind {
+        Some(Kind::Network) => lsp::SymbolKind::CLASS,
+        Some(Kind::Train) => lsp::SymbolKind::FUNCTION,
+        Some(Kind::Hardware) => lsp::SymbolKind::STRUCT,
+        _ => lsp::SymbolKind::OBJECT,
+    }
 }
 
 /// The whole document in the canonical layout (`imcc fmt`), or an error when it does not parse.

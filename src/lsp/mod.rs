@@ -1,7 +1,7 @@
 //! `imcc lsp`: a Language Server over stdin/stdout (`lsp-server`, the transport rust-analyzer
 //! uses). Diagnostics on open and change (the same as `imcc check`, lowering included, across
 //! imports), hover, completion, go to definition, references, renaming, layer shapes as inlay
-//! hints, the outline, formatting, and quick fixes for misspelt names.
+//! hints, the outline, workspace symbols, formatting, and quick fixes for misspelt names.
 //!
 //! Messages are handled in order. Edits only mark documents stale; the analysis runs once the
 //! queue is empty or a request needs it, so a burst of keystrokes is checked once.
@@ -59,6 +59,7 @@ fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
             work_done_progress_options: Default::default(),
         })),
         inlay_hint_provider: Some(lsp::OneOf::Left(true)),
+        workspace_symbol_provider: Some(lsp::OneOf::Left(true)),
         ..Default::default()
     }
 }
@@ -200,6 +201,7 @@ impl Server<'_> {
             R::PrepareRenameRequest::METHOD => handlers::run(req, |p| handlers::prepare_rename(&self.ws, p)),
             R::Rename::METHOD => handlers::run(req, |p| handlers::rename(&self.ws, p)),
             R::InlayHintRequest::METHOD => handlers::run(req, |p| handlers::inlay_hints(&self.ws, p)),
+            R::WorkspaceSymbolRequest::METHOD => handlers::run(req, |p| handlers::workspace_symbols(&self.ws, p)),
             other => Err((ErrorCode::MethodNotFound, format!("imcc lsp does not handle `{other}`"))),
         };
         match result {

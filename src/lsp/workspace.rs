@@ -144,6 +144,11 @@ impl Workspace {
         self.analyses.values().find_map(|a| a.file_of(&key).map(|f| (a, f)))
     }
 
+    /// Every analysis (one per open document).
+    pub fn analyses(&self) -> impl Iterator<Item = &Analysis> {
+        self.analyses.values()
+    }
+
     /// Every analysis that includes `uri`, with the file's id in it.
     pub fn analyses_with(&self, uri: &lsp::Uri) -> Vec<(&Analysis, FileId)> {
         let key = key_of(uri);
