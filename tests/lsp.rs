@@ -78,6 +78,14 @@ fn an_editor_session_on_an_example() {
     let list = c.call("textDocument/completion", at(&uri, pos(&edited, "nest,", 0, 4)));
     let labels: Vec<&str> = list["items"].as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
     assert!(labels.contains(&"nesterov") && labels.contains(&"lr"), "{labels:?}");
+    // Signature help there: `sgd`'s arguments, the third (after two commas) active.
+    let sig = c.call("textDocument/signatureHelp", at(&uri, pos(&edited, "nest,", 0, 4)));
+    let label = sig["signatures"][0]["label"].as_str().unwrap();
+    assert!(label.starts_with("sgd(lr = 0.05, momentum = 0.9,"), "{sig}");
+    assert_eq!(sig["activeParameter"], 2, "lr, momentum, then the third");
+    let third = &sig["signatures"][0]["parameters"][2]["label"];
+    let (s, e) = (third[0].as_u64().unwrap() as usize, third[1].as_u64().unwrap() as usize);
+    assert_eq!(&label[s..e], "weight_decay = 0.0001");
     let nesterov = list["items"].as_array().unwrap().iter().find(|i| i["label"] == "nesterov").unwrap();
     assert_eq!(nesterov["textEdit"]["newText"], "nesterov = ");
     assert_eq!(nesterov["textEdit"]["range"]["start"], pos(&edited, "nest,", 0, 0), "replaces the typed prefix");

@@ -5,7 +5,7 @@ use super::convert::{self, Lines};
 use super::workspace::{Workspace, imc_files};
 use imcc_compiler::ide::complete::CompletionKind;
 use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind, Symbol};
-use imcc_compiler::schema::Kind;
+use imcc_compiler::schema::{Kind, Presence};
 use imcc_compiler::span::FileId;
 use lsp_server::{ErrorCode, Request};
 use lsp_types as lsp;
@@ -305,6 +305,49 @@ pub fn inlay_hints(ws: &Workspace, p: lsp::InlayHintParams) -> Result<Option<Vec
         })
         .collect();
     Ok(Some(hints))
+}
+
+/// The arguments of the constructor or layer call being written, the current one marked.
+pub fn signature_help(ws: &Workspace, p: lsp::SignatureHelpParams) -> Result<Option<lsp::SignatureHelp>, Failure> {
+    let Some((a, file, offset)) = locate(ws, &p.text_document_position_params) else {
+        return Ok(None);
+    };
+    let Some(call) = a.call(file, offset) else {
+        return Ok(None);
+    };
+    let mut label = format!("{}(", call.name);
+    let mut parameters = Vec::new();
+    for (i, arg) in call.args.iter().enumerate() {
+        if i > 0 {
+            label.push_str(", ");
+        }
+        let start = label.encode_utf16().count() as u32;
+        label.push_str(&match arg.presence {
+            Presence::Default(d) => format!("{} = {d}", arg.name),
+            Presence::Optional => format!("{}?", arg.name),
+            Presence::Required => arg.name.to_string(),
+        });
+        let end = label.encode_utf16().count() as u32;
+        parameters.push(lsp::ParameterInformation {
+            label: lsp::ParameterLabel::LabelOffsets([start, end]),
+            documentation: Some(lsp::Documentation::MarkupContent(lsp::MarkupContent {
+                kind: lsp::MarkupKind::Markdown,
+                value: format!("{} ({})", arg.doc, arg.ty.describe()),
+            })),
+        });
+    }
+    label.push(')');
+    let active = call.active.map(|a| a as u32);
+    Ok(Some(lsp::SignatureHelp {
+        signatures: vec![lsp::SignatureInformation {
+            label,
+            documentation: Some(lsp::Documentation::String(call.doc.to_string())),
+            parameters: Some(parameters),
+            active_parameter: active,
+        }],
+        active_signature: Some(0),
+        active_parameter: active,
+    }))
 }
 
 /// The definitions (blocks and layers) of every open file and its imports whose name contains

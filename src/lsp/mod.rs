@@ -1,7 +1,8 @@
 //! `imcc lsp`: a Language Server over stdin/stdout (`lsp-server`, the transport rust-analyzer
 //! uses). Diagnostics on open and change (the same as `imcc check`, lowering included, across
 //! imports), hover, completion, go to definition, references, renaming, layer shapes as inlay
-//! hints, the outline, workspace symbols, formatting, and quick fixes for misspelt names.
+//! hints, signature help, the outline, workspace symbols, formatting, and quick fixes for
+//! misspelt names.
 //!
 //! Messages are handled in order. Edits only mark documents stale; the analysis runs once the
 //! queue is empty or a request needs it, so a burst of keystrokes is checked once.
@@ -60,6 +61,11 @@ fn capabilities(encoding: Encoding) -> lsp::ServerCapabilities {
         })),
         inlay_hint_provider: Some(lsp::OneOf::Left(true)),
         workspace_symbol_provider: Some(lsp::OneOf::Left(true)),
+        signature_help_provider: Some(lsp::SignatureHelpOptions {
+            trigger_characters: Some(vec!["(".into(), ",".into()]),
+            retrigger_characters: Some(vec!["=".into()]),
+            work_done_progress_options: Default::default(),
+        }),
         ..Default::default()
     }
 }
@@ -202,6 +208,7 @@ impl Server<'_> {
             R::Rename::METHOD => handlers::run(req, |p| handlers::rename(&self.ws, p)),
             R::InlayHintRequest::METHOD => handlers::run(req, |p| handlers::inlay_hints(&self.ws, p)),
             R::WorkspaceSymbolRequest::METHOD => handlers::run(req, |p| handlers::workspace_symbols(&self.ws, p)),
+            R::SignatureHelpRequest::METHOD => handlers::run(req, |p| handlers::signature_help(&self.ws, p)),
             other => Err((ErrorCode::MethodNotFound, format!("imcc lsp does not handle `{other}`"))),
         };
         match result {

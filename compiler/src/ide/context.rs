@@ -210,6 +210,22 @@ pub struct Context {
     pub word: Option<Word>,
     /// The text of the token after the word (`:`, `=`, `{`, `(`), if any.
     pub next: Option<String>,
+    /// The innermost constructor or layer call the cursor is in, if any.
+    pub call: Option<Call>,
+}
+
+/// A call being written: `sgd(lr = 0.1, |`.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The constructor or layer operation.
+    pub name: String,
+    /// What it means.
+    pub doc: &'static str,
+    /// Its arguments.
+    pub args: &'static [ParamSpec],
+    /// The argument being written: the named one, else the positional one (`None` past the
+    /// last).
+    pub active: Option<usize>,
 }
 
 impl Context {
@@ -286,8 +302,9 @@ pub fn at(src: &str, offset: usize) -> Context {
         }
     }
     let vocab = vocab_of(&frames);
-    let role = if frames.is_empty() { top_role(&stmt) } else { body_role(&stmt, vocab) };
-    Context { frames, vocab, role, word, next }
+    let mut call = None;
+    let role = if frames.is_empty() { top_role(&stmt) } else { body_role(&stmt, vocab, &mut call) };
+    Context { frames, vocab, role, word, next, call }
 }
 
 fn ident<'a>(t: Option<&&Token<'a>>) -> Option<&'a str> {
@@ -331,28 +348,28 @@ fn top_role(stmt: &[&Token<'_>]) -> Role {
     }
 }
 
-fn body_role(stmt: &[&Token<'_>], vocab: Vocab) -> Role {
+fn body_role(stmt: &[&Token<'_>], vocab: Vocab, call: &mut Option<Call>) -> Role {
     match stmt {
         [] => Role::Key(vocab),
         [Token::Ident(_)] => Role::SectionLabel,
-        [Token::Ident(_), Token::Colon, rest @ ..] if vocab.has_layers() => layer_role(rest),
+        [Token::Ident(_), Token::Colon, rest @ ..] if vocab.has_layers() => layer_role(rest, call),
         [Token::Ident(key), Token::Eq, rest @ ..] => {
             let ty = vocab.param(key).map(|p| p.ty);
-            value_role(rest, ty, None)
+            value_role(rest, ty, None, call)
         }
         _ => Role::Other,
     }
 }
 
 /// The role in a layer declaration after `name :`.
-fn layer_role(rest: &[&Token<'_>]) -> Role {
+fn layer_role(rest: &[&Token<'_>], call: &mut Option<Call>) -> Role {
     if rest.iter().any(|t| matches!(t, Token::From)) {
         return Role::LayerFrom;
     }
     match rest {
         [] => Role::LayerOp,
         [Token::Ident(op), tail @ ..] => match schema::layer(op) {
-            Some(spec) if !tail.is_empty() => value_role(rest, None, Some(spec)),
+            Some(spec) if !tail.is_empty() => value_role(rest, None, Some(spec), call),
             _ => Role::Other,
         },
         _ => Role::Other,
@@ -361,42 +378,51 @@ fn layer_role(rest: &[&Token<'_>]) -> Role {
 
 /// One open bracket of a value.
 enum Open {
-    /// `callee(`: its arguments (when known) and the positional index.
-    Args(Option<&'static [ParamSpec]>, usize),
+    /// `callee(`: the call (when the callee is known) and the positional index.
+    Args(Option<Call>, usize),
     /// `[`: elements of the type the list was expected to hold.
     List(Option<Ty>),
 }
 
 /// The role at the end of value tokens `rest`, which should be of type `ty` (or, for a layer's
-/// arguments, the layer `layer`).
-fn value_role(rest: &[&Token<'_>], ty: Option<Ty>, layer: Option<&'static LayerSpec>) -> Role {
+/// arguments, the layer `layer`); `call` receives the innermost call the end is in.
+fn value_role(rest: &[&Token<'_>], ty: Option<Ty>, layer: Option<&'static LayerSpec>, call: &mut Option<Call>) -> Role {
     let mut stack: Vec<Open> = Vec::new();
     let mut expected = ty;
-    let mut callee_args: Option<&'static [ParamSpec]> = None;
+    let mut callee: Option<Call> = None;
     let mut prev: Option<&Token<'_>> = None;
     for (i, t) in rest.iter().enumerate() {
         match t {
             Token::Ident(name) if matches!(rest.get(i + 1), Some(Token::LParen)) => {
-                callee_args = match (stack.is_empty(), layer) {
-                    (true, Some(spec)) => Some(spec.args),
-                    _ => ctor_of(expected, name).map(|c| c.args).or((*name == "range").then_some(RANGE_ARGS)),
+                let found = match (stack.is_empty(), layer) {
+                    (true, Some(spec)) => Some((spec.doc, spec.args)),
+                    _ => ctor_of(expected, name)
+                        .map(|c| (c.doc, c.args))
+                        .or((*name == "range").then_some(("Evenly spaced numbers, `to` included.", RANGE_ARGS))),
                 };
+                callee = found.map(|(doc, args)| Call { name: name.to_string(), doc, args, active: Some(0) });
             }
             Token::Ident(name) if matches!(rest.get(i + 1), Some(Token::Eq)) => {
-                if let Some(Open::Args(Some(args), _)) = stack.last() {
-                    expected = args.iter().find(|a| a.name == *name).map(|a| a.ty);
+                if let Some(Open::Args(Some(c), _)) = stack.last_mut() {
+                    let at = c.args.iter().position(|a| a.name == *name);
+                    expected = at.map(|k| c.args[k].ty);
+                    c.active = at;
                 }
             }
             Token::LParen => {
-                let args = callee_args.take();
-                expected = args.and_then(|a| a.first()).map(|a| a.ty);
-                stack.push(Open::Args(args, 0));
+                let c = callee.take();
+                expected = c.as_ref().and_then(|c| c.args.first()).map(|a| a.ty);
+                stack.push(Open::Args(c, 0));
             }
             Token::LBracket => stack.push(Open::List(expected)),
             Token::Comma => match stack.last_mut() {
-                Some(Open::Args(args, pos)) => {
+                Some(Open::Args(c, pos)) => {
                     *pos += 1;
-                    expected = args.and_then(|a| a.get(*pos)).map(|a| a.ty);
+                    let at = *pos;
+                    expected = c.as_ref().and_then(|c| c.args.get(at)).map(|a| a.ty);
+                    if let Some(c) = c {
+                        c.active = (at < c.args.len()).then_some(at);
+                    }
                 }
                 Some(Open::List(elem)) => expected = *elem,
                 None => {}
@@ -409,10 +435,18 @@ fn value_role(rest: &[&Token<'_>], ty: Option<Ty>, layer: Option<&'static LayerS
         }
         prev = Some(t);
     }
+    *call = stack
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Open::Args(c, _) => Some(c.clone()),
+            Open::List(_) => None,
+        })
+        .flatten();
     match (prev, stack.last()) {
         (Some(Token::Num(_)), _) => Role::Unit(dim_of(expected)),
-        (Some(Token::LParen | Token::Comma), Some(Open::Args(Some(args), _))) => {
-            Role::ArgName { args, positional: expected }
+        (Some(Token::LParen | Token::Comma), Some(Open::Args(Some(c), _))) => {
+            Role::ArgName { args: c.args, positional: expected }
         }
         _ => Role::Value(expected),
     }
@@ -480,6 +514,11 @@ mod tests {
         assert!(matches!(ctx("network n { a: add from fc1, |").role, Role::LayerFrom));
         let c = ctx("network n { c: conv2d(8, kernel = 3, |");
         assert!(matches!(c.role, Role::ArgName { args, .. } if args.iter().any(|a| a.name == "stride")));
+        let call = c.call.expect("in a call");
+        assert_eq!((call.name.as_str(), call.active), ("conv2d", Some(2)), "the third argument");
+        let named = ctx("train t { optimizer = sgd(lr = 0.1, weight_decay = 0.|").call.expect("in a call");
+        assert_eq!(named.args[named.active.unwrap()].name, "weight_decay");
+        assert!(ctx("train t { optimizer = sgd(lr = 0.1); seed = |").call.is_none(), "closed");
         assert!(matches!(ctx("quant q { layer |").role, Role::SectionLabel));
         let c = ctx("sweep s { hardware { noise { sigma_lsb = [0, 1]; | } } }");
         assert!(matches!(c.role, Role::Key(Vocab::Section(s)) if s.name == "noise"));

@@ -99,6 +99,11 @@ impl Analysis {
         hover::hover(self, file, offset)
     }
 
+    /// The constructor or layer call being written at `offset` of `file` (signature help).
+    pub fn call(&self, file: FileId, offset: usize) -> Option<context::Call> {
+        context::at(self.text(file), offset).call
+    }
+
     /// Completions at `offset` of `file`.
     pub fn complete(&self, file: FileId, offset: usize) -> complete::Completions {
         complete::complete(self, file, offset)
