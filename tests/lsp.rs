@@ -215,6 +215,8 @@ fn rename_reaches_through_imports_and_hints_show_shapes() {
     let (mut c, _) = Client::start(false);
     c.open(&uri, &text);
     let here = pos(&text, "hardware = cimu16;", 0, 12);
+    let nothing = c.call("textDocument/prepareRename", at(&uri, pos(&text, "epochs", 0, 1)));
+    assert_eq!(nothing, Value::Null, "a parameter key is not renamed: nothing to rename, no error");
     let range = c.call("textDocument/prepareRename", at(&uri, here.clone()));
     assert_eq!(range["start"], pos(&text, "hardware = cimu16;", 0, 11));
     let edit =

@@ -239,6 +239,11 @@ pub fn prepare_rename(
     let Some((a, file, offset)) = locate(ws, &p) else {
         return Ok(None);
     };
+    // No name here: `null`, which the editor reads as "nothing to rename"; a name that cannot
+    // be renamed is an error that says why.
+    if a.symbol_at(file, offset).is_none() {
+        return Ok(None);
+    }
     match imcc_compiler::ide::rename::prepare(a, file, offset) {
         Ok(span) => Ok(Some(lsp::PrepareRenameResponse::Range(ws.range(a, span)))),
         Err(why) => Err((ErrorCode::RequestFailed, why)),
