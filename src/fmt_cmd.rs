@@ -2,7 +2,7 @@
 //! with `--check` lists those that are not in it. A file with syntax errors is left as it is
 //! and its diagnostics are shown. `-` formats standard input to standard output (for editors).
 
-use imcc_compiler::loader::read_source;
+use imcc_compiler::loader::{read_source, read_source_from};
 use imcc_compiler::span::SourceMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ pub fn command(files: &[PathBuf], check: bool, color: bool) -> ExitCode {
     for path in files {
         let stdin = path.as_os_str() == "-";
         let shown = if stdin { "<stdin>".to_string() } else { path.display().to_string() };
-        let read = if stdin { read_stdin() } else { read_source(path) };
+        let read = if stdin { read_source_from(std::io::stdin().lock()) } else { read_source(path) };
         let text = match read {
             Ok(t) => t,
             Err(e) => {
@@ -55,27 +55,4 @@ pub fn command(files: &[PathBuf], check: bool, color: bool) -> ExitCode {
         }
     }
     ExitCode::from(status)
-}
-
-/// Standard input, with the checks a source file gets (size, UTF-8).
-fn read_stdin() -> Result<String, imcc_compiler::loader::LoadError> {
-    use std::io::Read;
-    let limit = imcc_compiler::loader::MAX_SOURCE_BYTES;
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| imcc_compiler::loader::LoadError(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(imcc_compiler::loader::LoadError(format!(
-            "is over {} MiB; source files are limited to that",
-            limit >> 20
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        imcc_compiler::loader::LoadError(format!(
-            "is not valid UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
 }

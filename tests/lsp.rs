@@ -25,6 +25,16 @@ fn scratch(tag: &str) -> PathBuf {
     d.canonicalize().expect("canonical")
 }
 
+/// A scratch directory with `source` (an example that imports the chip) as `main.imc`: the
+/// directory, the file and its text.
+fn scratch_with(tag: &str, source: &str) -> (PathBuf, PathBuf, String) {
+    let dir = scratch(tag);
+    let main = dir.join("main.imc");
+    let text = std::fs::read_to_string(repo(source)).expect("example");
+    std::fs::write(&main, &text).expect("write");
+    (dir, main, text)
+}
+
 /// A position in `text` as the protocol writes it (the texts here are ASCII).
 fn pos(text: &str, needle: &str, nth: usize, plus: usize) -> Value {
     let at = text.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("no `{needle}`")).0 + plus;
@@ -207,10 +217,7 @@ fn import_paths_complete_from_the_files_beside() {
 
 #[test]
 fn rename_reaches_through_imports_and_hints_show_shapes() {
-    let dir = scratch("rename");
-    let main = dir.join("main.imc");
-    let text = std::fs::read_to_string(repo("examples/digits_mlp.imc")).expect("example");
-    std::fs::write(&main, &text).expect("write");
+    let (dir, main, text) = scratch_with("rename", "examples/digits_mlp.imc");
     let (uri, chip_uri) = (uri_of(&main), uri_of(&dir.join("hw/cimu16.imc")));
     let (mut c, _) = Client::start(false);
     c.open(&uri, &text);
@@ -271,11 +278,8 @@ fn rename_reaches_through_imports_and_hints_show_shapes() {
 
 #[test]
 fn diagnostics_follow_imports_and_clear_when_fixed() {
-    let dir = scratch("imports");
+    let (dir, main, main_text) = scratch_with("imports", "examples/digits_mlp.imc");
     let chip = dir.join("hw/cimu16.imc");
-    let main = dir.join("main.imc");
-    let main_text = std::fs::read_to_string(repo("examples/digits_mlp.imc")).expect("example");
-    std::fs::write(&main, &main_text).expect("write");
     let chip_text = std::fs::read_to_string(&chip).expect("chip");
     let (mut c, _) = Client::start(true);
     let (main_uri, chip_uri) = (uri_of(&main), uri_of(&chip));
@@ -396,11 +400,8 @@ proptest! {
         edits in prop::collection::vec((0.0..1.0f64, 0usize..12, 0..FRAGMENTS.len()), 1..16),
         which in 0usize..2,
     ) {
-        let dir = scratch(&format!("edits-{which}"));
         let source = ["examples/digits_mlp.imc", "examples/mnist_cnn.imc"][which];
-        let mut text = std::fs::read_to_string(repo(source)).expect("example");
-        let path = dir.join("main.imc");
-        std::fs::write(&path, &text).expect("write");
+        let (_dir, path, mut text) = scratch_with(&format!("edits-{which}"), source);
         let uri = uri_of(&path);
         let (mut c, init) = Client::start(true);
         prop_assert_eq!(&init["result"]["capabilities"]["positionEncoding"], "utf-8");

@@ -63,6 +63,23 @@ pub fn read_source(path: &Path) -> Result<String, LoadError> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| LoadError(io_reason(&e)))?;
+    source_text(bytes)
+}
+
+/// Reads source text from `r` (standard input) with the checks a file gets: at most
+/// [`MAX_SOURCE_BYTES`], valid UTF-8.
+pub fn read_source_from(r: impl std::io::Read) -> Result<String, LoadError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    r.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| LoadError(io_reason(&e)))?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(LoadError(format!("is over {} MiB, the limit of a source file", MAX_SOURCE_BYTES >> 20)));
+    }
+    source_text(bytes)
+}
+
+/// `bytes` as UTF-8 text, or where it is not.
+fn source_text(bytes: Vec<u8>) -> Result<String, LoadError> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;

@@ -80,49 +80,15 @@ impl<'a> Lines<'a> {
 
 /// The path a `file:` URI names (percent-escapes decoded); `None` for other schemes.
 pub fn path_of(uri: &lsp::Uri) -> Option<PathBuf> {
-    let rest = uri.as_str().strip_prefix("file://")?;
-    // `file:///path` or `file://host/path`: only local files are readable.
-    let path = &rest[rest.find('/')?..];
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).and_then(|&b| hex(b)), bytes.get(i + 2).and_then(|&b| hex(b))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    let decoded = String::from_utf8(out).ok()?;
-    // Windows drive paths arrive as `/c:/...`.
-    let decoded = match decoded.as_bytes() {
-        [b'/', d, b':', ..] if d.is_ascii_alphabetic() && cfg!(windows) => decoded[1..].to_string(),
-        _ => decoded,
-    };
-    Some(PathBuf::from(decoded))
+    url::Url::parse(uri.as_str()).ok()?.to_file_path().ok()
 }
 
-/// The `file:` URI of `path`, escaping what a URI path may not hold.
+/// The `file:` URI of absolute path `path`, escaping what a URI path may not hold.
 pub fn uri_of(path: &Path) -> lsp::Uri {
-    let mut s = String::from("file://");
-    let text = path.to_string_lossy().replace('\\', "/");
-    if !text.starts_with('/') {
-        s.push('/');
-    }
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => s.push(b as char),
-            _ => s.push_str(&format!("%{b:02X}")),
-        }
-    }
-    lsp::Uri::from_str(&s).unwrap_or_else(|_| lsp::Uri::from_str("file:///").expect("a valid URI"))
+    url::Url::from_file_path(path)
+        .ok()
+        .and_then(|u| lsp::Uri::from_str(u.as_str()).ok())
+        .unwrap_or_else(|| lsp::Uri::from_str("file:///").expect("a valid URI"))
 }
 
 /// A compiler diagnostic as the protocol's, in the file of its location: the message with the

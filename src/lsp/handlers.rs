@@ -5,7 +5,7 @@ use super::convert::{self, Lines};
 use super::workspace::{Workspace, imc_files};
 use imcc_compiler::ide::complete::CompletionKind;
 use imcc_compiler::ide::navigate::{OutlineItem, OutlineKind, Symbol};
-use imcc_compiler::schema::{Kind, Presence};
+use imcc_compiler::schema::Kind;
 use imcc_compiler::span::FileId;
 use lsp_server::{ErrorCode, Request};
 use lsp_types as lsp;
@@ -146,7 +146,7 @@ pub fn references(ws: &Workspace, p: lsp::ReferenceParams) -> Result<Option<Vec<
     let mut out: Vec<lsp::Location> = Vec::new();
     let closed = ws.closed_importers(&p.text_document_position.text_document.uri);
     let open = ws.analyses_with(&p.text_document_position.text_document.uri).into_iter().map(|(a, _)| a);
-    for other in open.chain(closed.iter()) {
+    for other in open.chain(closed.iter().map(|(a, _)| a)) {
         for o in other.occurrences_of(&symbol) {
             if o.decl && !p.context.include_declaration {
                 continue;
@@ -257,15 +257,22 @@ pub fn rename(ws: &Workspace, p: lsp::RenameParams) -> Result<Option<lsp::Worksp
     let Some((a, file, offset)) = locate(ws, pos) else {
         return Ok(None);
     };
-    // The document's own analysis decides; the others add their files' uses.
-    imcc_compiler::ide::rename::rename(a, file, offset, &p.new_name).map_err(|why| (ErrorCode::RequestFailed, why))?;
-    let mut per_file: Vec<(String, lsp::Uri, Vec<lsp::TextEdit>)> = Vec::new();
+    // The document's own analysis decides (its refusal is the answer); the other analyses that
+    // include the file add their files' uses.
+    let own = imcc_compiler::ide::rename::rename(a, file, offset, &p.new_name)
+        .map_err(|why| (ErrorCode::RequestFailed, why))?;
     let closed = ws.closed_importers(&pos.text_document.uri);
-    let closed =
-        closed.iter().filter_map(|a| a.file_of(&super::workspace::key_of(&pos.text_document.uri)).map(|f| (a, f)));
-    for (other, f) in ws.analyses_with(&pos.text_document.uri).into_iter().chain(closed) {
-        let at = Lines::new(other.text(f), ws.encoding).offset(pos.position);
-        let Ok(spans) = imcc_compiler::ide::rename::rename(other, f, at, &p.new_name) else { continue };
+    let others = ws
+        .analyses_with(&pos.text_document.uri)
+        .into_iter()
+        .filter(|(other, _)| !std::ptr::eq(*other, a))
+        .chain(closed.iter().map(|(other, f)| (other, *f)))
+        .filter_map(|(other, f)| {
+            let at = Lines::new(other.text(f), ws.encoding).offset(pos.position);
+            Some((other, imcc_compiler::ide::rename::rename(other, f, at, &p.new_name).ok()?))
+        });
+    let mut per_file: Vec<(String, lsp::Uri, Vec<lsp::TextEdit>)> = Vec::new();
+    for (other, spans) in std::iter::once((a, own)).chain(others) {
         for span in spans {
             let uri = ws.uri_of(other, span.file);
             let edit = lsp::TextEdit { range: ws.range(other, span), new_text: p.new_name.clone() };
@@ -327,11 +334,7 @@ pub fn signature_help(ws: &Workspace, p: lsp::SignatureHelpParams) -> Result<Opt
             label.push_str(", ");
         }
         let start = label.encode_utf16().count() as u32;
-        label.push_str(&match arg.presence {
-            Presence::Default(d) => format!("{} = {d}", arg.name),
-            Presence::Optional => format!("{}?", arg.name),
-            Presence::Required => arg.name.to_string(),
-        });
+        label.push_str(&imcc_compiler::ide::hover::arg_label(arg));
         let end = label.encode_utf16().count() as u32;
         parameters.push(lsp::ParameterInformation {
             label: lsp::ParameterLabel::LabelOffsets([start, end]),

@@ -156,10 +156,11 @@ impl Workspace {
     }
 
     /// Analyses of the `.imc` files of the workspace that are not open but import `uri`
-    /// (directly or not), so that references and renaming reach them. Only syntax is needed:
+    /// (directly or not), with the file's id in each, so that references and renaming reach
+    /// them. Only syntax is needed:
     /// each is compiled without lowering. The workspace is the client's folder, else the
     /// document's directory.
-    pub fn closed_importers(&self, uri: &lsp::Uri) -> Vec<Analysis> {
+    pub fn closed_importers(&self, uri: &lsp::Uri) -> Vec<(Analysis, FileId)> {
         let key = key_of(uri);
         let Some(dir) = self.root.as_deref().or(key.parent()) else {
             return Vec::new();
@@ -181,7 +182,8 @@ impl Workspace {
                     compile_and_lower_with(&loader, &p, &shown, &text, Lowering::Skip, None)
                 }));
                 let (comp, _) = run.ok()?.ok()?;
-                comp.paths.iter().skip(1).any(|q| *q == key).then(|| Analysis::new(comp))
+                let at = comp.paths.iter().skip(1).position(|q| *q == key)?;
+                Some((Analysis::new(comp), FileId(at as u32 + 1)))
             })
             .collect()
     }

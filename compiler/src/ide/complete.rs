@@ -4,9 +4,9 @@
 
 use super::Analysis;
 use super::context::{self, Frame, Role, SWEEP, Vocab};
-use super::hover::about_param;
+use super::hover::{about_param, signature};
 use super::navigate::Symbol;
-use crate::schema::{self, Dim, Kind, ParamSpec, Ty};
+use crate::schema::{self, Dim, Kind, Ty};
 use crate::span::FileId;
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -202,9 +202,4 @@ fn layers(a: &Analysis, network: Option<String>) -> Vec<Completion> {
             _ => None,
         })
         .collect()
-}
-
-fn signature(name: &str, args: &[ParamSpec]) -> String {
-    let names: Vec<&str> = args.iter().map(|a| a.name).collect();
-    if names.is_empty() { name.to_string() } else { format!("{name}({})", names.join(", ")) }
 }

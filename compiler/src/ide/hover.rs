@@ -170,19 +170,21 @@ fn units_of(ty: &Ty) -> Option<String> {
 }
 
 /// `name(arg, arg = default, ...)`.
-fn signature(name: &str, args: &[ParamSpec]) -> String {
+pub fn signature(name: &str, args: &[ParamSpec]) -> String {
     if args.is_empty() {
         return name.to_string();
     }
-    let parts: Vec<String> = args
-        .iter()
-        .map(|a| match a.presence {
-            Presence::Default(d) => format!("{} = {d}", a.name),
-            Presence::Optional => format!("{}?", a.name),
-            Presence::Required => a.name.to_string(),
-        })
-        .collect();
+    let parts: Vec<String> = args.iter().map(arg_label).collect();
     format!("{name}({})", parts.join(", "))
+}
+
+/// One argument as a signature shows it: `lr = 0.05`, `alpha?` (optional), `every` (required).
+pub fn arg_label(a: &ParamSpec) -> String {
+    match a.presence {
+        Presence::Default(d) => format!("{} = {d}", a.name),
+        Presence::Optional => format!("{}?", a.name),
+        Presence::Required => a.name.to_string(),
+    }
 }
 
 fn about_layer_op(op: &str) -> String {
